@@ -1,0 +1,456 @@
+//! The one message model that every platform's webhook is normalised into, and the records the
+//! operator API shows. Pure data: no I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::time::Timestamp;
+
+/// The four channels Parley speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Facebook,
+    Whatsapp,
+    Viber,
+    Linkedin,
+}
+
+impl Platform {
+    /// Every platform, in a fixed order.
+    pub const ALL: [Platform; 4] = [
+        Platform::Facebook,
+        Platform::Whatsapp,
+        Platform::Viber,
+        Platform::Linkedin,
+    ];
+
+    /// The name used in routes, config sections and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Platform::Facebook => "facebook",
+            Platform::Whatsapp => "whatsapp",
+            Platform::Viber => "viber",
+            Platform::Linkedin => "linkedin",
+        }
+    }
+
+    /// A one-byte tag for store keys. Never renumber: it is on disk.
+    pub const fn tag(self) -> u8 {
+        match self {
+            Platform::Facebook => 1,
+            Platform::Whatsapp => 2,
+            Platform::Viber => 3,
+            Platform::Linkedin => 4,
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The name is not one of the four platforms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown platform `{0}` (expected facebook, whatsapp, viber or linkedin)")]
+pub struct UnknownPlatform(pub String);
+
+impl FromStr for Platform {
+    type Err = UnknownPlatform;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Platform::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPlatform(s.to_owned()))
+    }
+}
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the contact to us.
+    Inbound,
+    /// From us (this daemon, or the page's own inbox) to the contact.
+    Outbound,
+}
+
+/// A message's state. Outbound messages move forward only: see [`Status::can_advance_to`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Received,
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl Status {
+    /// Position in the outbound life cycle; `failed` is terminal and ranks last.
+    const fn rank(self) -> u8 {
+        match self {
+            Status::Received => 0,
+            Status::Queued => 1,
+            Status::Sending => 2,
+            Status::Sent => 3,
+            Status::Delivered => 4,
+            Status::Read => 5,
+            Status::Failed => 6,
+        }
+    }
+
+    /// True when moving from `self` to `next` is progress. Statuses never go backwards (`read` never
+    /// becomes `delivered`) and nothing leaves `failed`; `failed` may follow `sent` or `delivered`
+    /// (WhatsApp reports some failures after the send succeeded), but not `read`.
+    pub fn can_advance_to(self, next: Status) -> bool {
+        match (self, next) {
+            (Status::Failed, _) => false,
+            (Status::Read, Status::Failed) => false,
+            (_, Status::Failed) => true,
+            (current, next) => next.rank() > current.rank(),
+        }
+    }
+}
+
+/// What a message carries, beyond its text. Serialised as `kind` on [`Message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentKind {
+    /// Plain text.
+    Text,
+    /// One or more attachments (image, video, audio, file, sticker...), maybe with a caption.
+    Media,
+    /// A button or menu tap that sends a payload (Messenger postback).
+    Postback,
+    /// A quick-reply tap: `text` is the button title, `payload` its payload.
+    QuickReply,
+    /// A WhatsApp interactive reply (button_reply, list_reply): `text` is the title, `payload` the id.
+    InteractiveReply,
+    /// A WhatsApp template quick-reply button: `text` is the button text, `payload` its payload.
+    ButtonReply,
+    /// A reaction to another message: `text` is the emoji (empty when removed), `reply_to` the target.
+    Reaction,
+    /// A shared location, in `location`.
+    Location,
+    /// Shared contact cards, in `contacts`.
+    Contacts,
+    /// A WhatsApp catalogue order; the details stay in the raw event.
+    Order,
+    /// A LinkedIn comment on one of the organization's posts.
+    Comment,
+    /// A LinkedIn mention of the organization.
+    Mention,
+    /// A message type the platform itself could not render, or one we do not model; see the raw event.
+    Unsupported,
+}
+
+/// A file, picture or link that came with a message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `image`, `video`, `audio`, `file`, `sticker`, `url`, or the platform's own word for an unknown type.
+    pub kind: String,
+    /// Where to fetch it, when the platform gives a URL.
+    pub url: Option<String>,
+    /// The platform's media id (WhatsApp sends an id, not a URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    pub mime_type: Option<String>,
+    /// A file name, when there is one.
+    pub name: Option<String>,
+    /// The caption typed with the media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+}
+
+/// A shared location.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub url: Option<String>,
+}
+
+/// A shared contact card.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SharedContact {
+    pub name: Option<String>,
+    pub phones: Vec<String>,
+}
+
+/// The content of one message, whichever way it went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MessageContent {
+    pub kind: ContentKind,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// Postback, quick-reply, button or list payload (or the interactive reply's id).
+    pub payload: Option<String>,
+    /// The platform id of the message this one quotes or reacts to.
+    pub reply_to: Option<String>,
+    pub location: Option<Location>,
+    pub contacts: Vec<SharedContact>,
+}
+
+impl MessageContent {
+    /// A plain text message.
+    pub fn text(kind: ContentKind, text: impl Into<String>) -> Self {
+        MessageContent {
+            kind,
+            text: Some(text.into()),
+            attachments: Vec::new(),
+            payload: None,
+            reply_to: None,
+            location: None,
+            contacts: Vec::new(),
+        }
+    }
+
+    /// Empty content of a kind, to be filled in.
+    pub fn empty(kind: ContentKind) -> Self {
+        MessageContent {
+            kind,
+            text: None,
+            attachments: Vec::new(),
+            payload: None,
+            reply_to: None,
+            location: None,
+            contacts: Vec::new(),
+        }
+    }
+
+    /// A one-line preview for the conversation list.
+    pub fn preview(&self) -> String {
+        if let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) {
+            return text.chars().take(200).collect();
+        }
+        match self.kind {
+            ContentKind::Location => "[location]".into(),
+            ContentKind::Contacts => "[contact]".into(),
+            ContentKind::Order => "[order]".into(),
+            ContentKind::Reaction => "[reaction removed]".into(),
+            _ => match self.attachments.first() {
+                Some(a) => format!("[{}]", a.kind),
+                None => format!(
+                    "[{}]",
+                    serde_json::to_value(self.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+            },
+        }
+    }
+}
+
+/// What a platform said went wrong with a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageError {
+    /// The platform's own code, as a string (`131047`, `6`, `REVOKED_ACCESS_TOKEN`).
+    pub code: String,
+    pub message: String,
+    /// True when retrying cannot help.
+    pub permanent: bool,
+}
+
+/// Which receipt a platform sent for our outbound messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptKind {
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl ReceiptKind {
+    /// The message status this receipt moves a message to.
+    pub const fn status(self) -> Status {
+        match self {
+            ReceiptKind::Sent => Status::Sent,
+            ReceiptKind::Delivered => Status::Delivered,
+            ReceiptKind::Read => Status::Read,
+            ReceiptKind::Failed => Status::Failed,
+        }
+    }
+}
+
+/// A delivery, read or failure report for messages we sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub kind: ReceiptKind,
+    /// The platform ids it names (mids, wamid, Viber message_token as decimal). May be empty for a
+    /// pure watermark.
+    pub message_ids: Vec<String>,
+    /// Everything we sent to this contact at or before this instant is covered (Messenger watermarks,
+    /// Viber `seen`).
+    pub watermark: Option<Timestamp>,
+    pub error: Option<MessageError>,
+}
+
+/// What happened, once normalised.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A message in the conversation, from the contact or (an echo) from our own account.
+    Message {
+        direction: Direction,
+        platform_message_id: String,
+        content: MessageContent,
+    },
+    /// A delivery/read/failed/sent report about our outbound messages.
+    Receipt(Receipt),
+    /// The contact subscribed (Viber).
+    Subscribed,
+    /// The contact unsubscribed (Viber); sends to them will fail.
+    Unsubscribed,
+    /// The contact opened the chat (Viber); not a subscription.
+    ConversationStarted {
+        context: Option<String>,
+        subscribed: Option<bool>,
+    },
+    /// Something the platform reports that is not a message: a referral, account linking, a LinkedIn
+    /// like or share, Viber's webhook check. `name` says which; `detail` is a short human summary.
+    Activity {
+        name: String,
+        detail: Option<String>,
+    },
+    /// An event type we do not know, kept raw. Never an error.
+    Unknown { event_type: String },
+}
+
+impl EventKind {
+    /// A short stable name for logs and metrics.
+    pub fn name(&self) -> &str {
+        match self {
+            EventKind::Message { .. } => "message",
+            EventKind::Receipt(r) => match r.kind {
+                ReceiptKind::Sent => "receipt.sent",
+                ReceiptKind::Delivered => "receipt.delivered",
+                ReceiptKind::Read => "receipt.read",
+                ReceiptKind::Failed => "receipt.failed",
+            },
+            EventKind::Subscribed => "subscribed",
+            EventKind::Unsubscribed => "unsubscribed",
+            EventKind::ConversationStarted { .. } => "conversation_started",
+            EventKind::Activity { name, .. } => name,
+            EventKind::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// One event out of a webhook body, normalised. A body may hold many.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboundEvent {
+    pub platform: Platform,
+    /// Our side: the Page id, WhatsApp phone_number_id, Viber bot, LinkedIn organization URN.
+    pub account_id: String,
+    /// The other side of the conversation this event belongs to: a PSID, wa_id, Viber user id, or for
+    /// LinkedIn the post (or parent comment) URN that the thread hangs off. `None` for events that
+    /// belong to no conversation (Viber's webhook check).
+    pub contact_id: Option<String>,
+    /// A display name for the contact when the platform gives one.
+    pub contact_name: Option<String>,
+    /// Who produced the event: the contact, our own account (echoes), or a LinkedIn commenter.
+    pub sender_id: Option<String>,
+    /// Unique per platform for this event; a redelivery carries the same key (PLATFORMS.md x.5).
+    pub dedup_key: String,
+    pub occurred_at: Timestamp,
+    pub kind: EventKind,
+    /// The event's own JSON element, exactly as the platform sent it (parsed, not re-ordered).
+    pub raw: serde_json::Value,
+}
+
+/// A conversation as the operator API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub platform: Platform,
+    pub account_id: String,
+    pub contact_id: String,
+    pub contact_name: Option<String>,
+    pub last_message_text: Option<String>,
+    pub last_message_at: Option<Timestamp>,
+    /// Inbound messages since the operator last read the conversation.
+    pub unread: u64,
+    pub created_at: Timestamp,
+    /// The latest activity of any kind (messages, subscriptions); orders the conversation list.
+    pub updated_at: Timestamp,
+}
+
+/// A message as the operator API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub conversation_id: String,
+    pub platform: Platform,
+    pub direction: Direction,
+    /// mid, wamid, Viber message_token as decimal, LinkedIn comment URN or notificationId; null until sent.
+    pub platform_message_id: Option<String>,
+    pub sender_id: Option<String>,
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub sent_at: Timestamp,
+    pub status: Status,
+    pub error: Option<MessageError>,
+    pub kind: ContentKind,
+    pub payload: Option<String>,
+    pub reply_to: Option<String>,
+    pub location: Option<Location>,
+    pub contacts: Vec<SharedContact>,
+    /// When Parley stored it.
+    pub received_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_names_round_trip() {
+        for p in Platform::ALL {
+            assert_eq!(p.as_str().parse::<Platform>(), Ok(p));
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::json!(p.as_str())
+            );
+        }
+        assert!("telegram".parse::<Platform>().is_err());
+    }
+
+    #[test]
+    fn status_only_moves_forward() {
+        assert!(Status::Queued.can_advance_to(Status::Sent));
+        assert!(Status::Sent.can_advance_to(Status::Read));
+        assert!(!Status::Read.can_advance_to(Status::Delivered));
+        assert!(!Status::Delivered.can_advance_to(Status::Delivered));
+        assert!(Status::Sent.can_advance_to(Status::Failed));
+        assert!(!Status::Failed.can_advance_to(Status::Read));
+        assert!(!Status::Read.can_advance_to(Status::Failed));
+    }
+
+    #[test]
+    fn preview_prefers_text_then_attachment_kind() {
+        let mut c = MessageContent::empty(ContentKind::Media);
+        c.attachments.push(Attachment {
+            kind: "image".into(),
+            ..Default::default()
+        });
+        assert_eq!(c.preview(), "[image]");
+        c.text = Some("caption".into());
+        assert_eq!(c.preview(), "caption");
+        assert_eq!(
+            MessageContent::empty(ContentKind::Location).preview(),
+            "[location]"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! The functional core of each channel: one module per platform, all of one shape.
+//!
+//! Every platform module offers the same functions, pure (no I/O, no clocks, no actors):
+//!
+//! - `SIGNATURE_HEADER`: the request header that carries the webhook signature;
+//! - `verify_handshake(secret, query)`: answers the platform's GET subscription check;
+//! - `verify_signature(secret, request)`: checks the HMAC over the raw body, in constant time;
+//! - `parse_webhook(body, ctx)`: turns a verified body into normalised [`InboundEvent`]s.
+//!
+//! The HTTP front end verifies, the channel actor parses, and neither knows a platform's details.
+
+pub mod facebook;
+pub mod json;
+pub mod linkedin;
+pub mod viber;
+pub mod whatsapp;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::model::{InboundEvent, Platform, Timestamp};
+use crate::secret::Secret;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The parts of a webhook POST that a signature check needs.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedRequest<'a> {
+    /// The value of the platform's `SIGNATURE_HEADER`, if present.
+    pub signature_header: Option<&'a str>,
+    /// The raw query string (without `?`), if any. Viber's SDK puts the signature in `sig`.
+    pub query: Option<&'a str>,
+    /// The body exactly as received.
+    pub body: &'a [u8],
+}
+
+/// Which accepted form a signature had; logged so the first real delivery settles open questions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureForm {
+    /// `sha256=<hex>` over the body (Meta).
+    MetaSha256,
+    /// Bare hex over the body, from the header (Viber).
+    Header,
+    /// Bare hex over the body, from the `sig` query parameter (Viber's Node SDK).
+    QueryParameter,
+    /// LinkedIn: HMAC over the raw body.
+    LinkedinBody,
+    /// LinkedIn: HMAC over `"hmacsha256=" + body` (the documentation's literal reading).
+    LinkedinPrefixedBody,
+}
+
+/// Why a webhook request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("signature header `{header}` is missing")]
+    MissingSignature { header: &'static str },
+    #[error("signature is not hex of the expected form")]
+    MalformedSignature,
+    #[error("signature does not match the body")]
+    BadSignature,
+    #[error("the signing secret is not configured")]
+    NoSecret,
+    #[error("handshake parameter `{0}` is missing")]
+    MissingParameter(&'static str),
+    #[error("handshake mode or verify token is wrong")]
+    HandshakeRefused,
+    #[error("this platform has no GET handshake")]
+    HandshakeNotSupported,
+}
+
+/// What to answer to a successful GET handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandshakeReply {
+    /// 200 `text/plain` with exactly this body (Meta's `hub.challenge`).
+    Text(String),
+    /// 200 `application/json` (LinkedIn's challenge response).
+    Json(serde_json::Value),
+}
+
+/// What a parser needs besides the body.
+#[derive(Clone, Copy, Debug)]
+pub struct ParseContext<'a> {
+    /// Our account id where the body does not name it (Viber bodies do not name the bot).
+    pub account_id: &'a str,
+    /// When the body arrived; used when an event carries no time of its own.
+    pub received_at: Timestamp,
+}
+
+/// The body was correctly signed but is not a webhook we understand; it goes to quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("`{field}` is `{found}`, expected `{expected}`")]
+    UnexpectedValue {
+        field: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("required field `{0}` is missing or of the wrong type")]
+    MissingField(&'static str),
+}
+
+/// Verifies a signature on behalf of whichever platform.
+pub fn verify_signature(
+    platform: Platform,
+    secret: &Secret,
+    request: &SignedRequest<'_>,
+) -> Result<SignatureForm, VerifyError> {
+    match platform {
+        Platform::Facebook => facebook::verify_signature(secret, request),
+        Platform::Whatsapp => whatsapp::verify_signature(secret, request),
+        Platform::Viber => viber::verify_signature(secret, request),
+        Platform::Linkedin => linkedin::verify_signature(secret, request),
+    }
+}
+
+/// Answers a GET handshake on behalf of whichever platform.
+pub fn verify_handshake(
+    platform: Platform,
+    secret: &Secret,
+    query: &str,
+) -> Result<HandshakeReply, VerifyError> {
+    match platform {
+        Platform::Facebook => facebook::verify_handshake(secret, query),
+        Platform::Whatsapp => whatsapp::verify_handshake(secret, query),
+        Platform::Viber => viber::verify_handshake(secret, query),
+        Platform::Linkedin => linkedin::verify_handshake(secret, query),
+    }
+}
+
+/// Parses a verified body on behalf of whichever platform.
+pub fn parse_webhook(
+    platform: Platform,
+    body: &[u8],
+    ctx: &ParseContext<'_>,
+) -> Result<Vec<InboundEvent>, ParseError> {
+    match platform {
+        Platform::Facebook => facebook::parse_webhook(body, ctx),
+        Platform::Whatsapp => whatsapp::parse_webhook(body, ctx),
+        Platform::Viber => viber::parse_webhook(body, ctx),
+        Platform::Linkedin => linkedin::parse_webhook(body, ctx),
+    }
+}
+
+/// The header each platform signs with.
+pub fn signature_header(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Facebook => facebook::SIGNATURE_HEADER,
+        Platform::Whatsapp => whatsapp::SIGNATURE_HEADER,
+        Platform::Viber => viber::SIGNATURE_HEADER,
+        Platform::Linkedin => linkedin::SIGNATURE_HEADER,
+    }
+}
+
+/// HMAC-SHA256 of the concatenation of `parts`, keyed by the UTF-8 bytes of `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Lower-case hex of HMAC-SHA256 over `parts`: what a platform would send (used by `simulate` and tests).
+pub fn sign_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    encode_hex(&hmac_sha256(key, parts))
+}
+
+/// True when `expected_hex` (either case) is the HMAC-SHA256 of `parts` under `key`, compared in
+/// constant time on the decoded bytes.
+pub fn hmac_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.verify_slice(expected).is_ok()
+}
+
+/// Decodes hex of either case; `None` for odd length or a non-hex character.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect()
+}
+
+/// Lower-case hex.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// The first value of query parameter `name`, percent-decoded (`+` is a space). Invalid escapes are
+/// kept as they are; invalid UTF-8 is replaced, so a hostile query never fails the parse.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes[i] {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .and_then(|pair| std::str::from_utf8(pair).ok())
+                .and_then(decode_hex),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(decoded), _) => {
+                out.push(decoded[0]);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, other) => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_accepts_upper_case() {
+        assert_eq!(decode_hex("00ffA0"), Some(vec![0, 255, 160]));
+        assert_eq!(encode_hex(&[0, 255, 160]), "00ffa0");
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let q = "hub.mode=subscribe&hub.verify_token=a%2Bb+c&hub.challenge=0123&bad=%zz&tail=%4";
+        assert_eq!(query_param(q, "hub.mode").as_deref(), Some("subscribe"));
+        assert_eq!(query_param(q, "hub.verify_token").as_deref(), Some("a+b c"));
+        assert_eq!(query_param(q, "hub.challenge").as_deref(), Some("0123"));
+        assert_eq!(query_param(q, "bad").as_deref(), Some("%zz"));
+        assert_eq!(query_param(q, "tail").as_deref(), Some("%4"));
+        assert_eq!(query_param(q, "missing"), None);
+        assert_eq!(
+            query_param("%C3%A9=%F0%9F%98%80", "é").as_deref(),
+            Some("😀")
+        );
+    }
+
+    #[test]
+    fn hmac_matches_known_vector() {
+        // PLATFORMS.md 1.2 test vector.
+        let sig =
+            decode_hex("8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c62").unwrap();
+        assert!(hmac_matches(
+            b"app-secret-0123",
+            &[br#"{"object":"page","entry":[]}"#],
+            &sig
+        ));
+        assert!(!hmac_matches(
+            b"app-secret-0124",
+            &[br#"{"object":"page","entry":[]}"#],
+            &sig
+        ));
+        assert_eq!(
+            sign_hex(
+                b"app-secret-0123",
+                &[br#"{"object":"page","#, br#""entry":[]}"#]
+            ),
+            "8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c62"
+        );
+    }
+}
