@@ -20,12 +20,7 @@ pub enum Platform {
 
 impl Platform {
     /// Every platform, in a fixed order.
-    pub const ALL: [Platform; 4] = [
-        Platform::Facebook,
-        Platform::Whatsapp,
-        Platform::Viber,
-        Platform::Linkedin,
-    ];
+    pub const ALL: [Platform; 4] = [Platform::Facebook, Platform::Whatsapp, Platform::Viber, Platform::Linkedin];
 
     /// The name used in routes, config sections and JSON.
     pub const fn as_str(self) -> &'static str {
@@ -63,10 +58,7 @@ impl FromStr for Platform {
     type Err = UnknownPlatform;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Platform::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPlatform(s.to_owned()))
+        Platform::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| UnknownPlatform(s.to_owned()))
     }
 }
 
@@ -302,11 +294,7 @@ pub struct Receipt {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A message in the conversation, from the contact or (an echo) from our own account.
-    Message {
-        direction: Direction,
-        platform_message_id: String,
-        content: MessageContent,
-    },
+    Message { direction: Direction, platform_message_id: String, content: MessageContent },
     /// A delivery/read/failed/sent report about our outbound messages.
     Receipt(Receipt),
     /// The contact subscribed (Viber).
@@ -314,16 +302,10 @@ pub enum EventKind {
     /// The contact unsubscribed (Viber); sends to them will fail.
     Unsubscribed,
     /// The contact opened the chat (Viber); not a subscription.
-    ConversationStarted {
-        context: Option<String>,
-        subscribed: Option<bool>,
-    },
+    ConversationStarted { context: Option<String>, subscribed: Option<bool> },
     /// Something the platform reports that is not a message: a referral, account linking, a LinkedIn
     /// like or share, Viber's webhook check. `name` says which; `detail` is a short human summary.
-    Activity {
-        name: String,
-        detail: Option<String>,
-    },
+    Activity { name: String, detail: Option<String> },
     /// An event type we do not know, kept raw. Never an error.
     Unknown { event_type: String },
 }
@@ -419,10 +401,7 @@ mod tests {
     fn platform_names_round_trip() {
         for p in Platform::ALL {
             assert_eq!(p.as_str().parse::<Platform>(), Ok(p));
-            assert_eq!(
-                serde_json::to_value(p).unwrap(),
-                serde_json::json!(p.as_str())
-            );
+            assert_eq!(serde_json::to_value(p).unwrap(), serde_json::json!(p.as_str()));
         }
         assert!("telegram".parse::<Platform>().is_err());
     }
@@ -441,16 +420,10 @@ mod tests {
     #[test]
     fn preview_prefers_text_then_attachment_kind() {
         let mut c = MessageContent::empty(ContentKind::Media);
-        c.attachments.push(Attachment {
-            kind: "image".into(),
-            ..Default::default()
-        });
+        c.attachments.push(Attachment { kind: "image".into(), ..Default::default() });
         assert_eq!(c.preview(), "[image]");
         c.text = Some("caption".into());
         assert_eq!(c.preview(), "caption");
-        assert_eq!(
-            MessageContent::empty(ContentKind::Location).preview(),
-            "[location]"
-        );
+        assert_eq!(MessageContent::empty(ContentKind::Location).preview(), "[location]");
     }
 }

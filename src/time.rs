@@ -28,18 +28,12 @@ impl Timestamp {
 
     /// From a number whose unit is not certain: below 10^11 it is seconds, otherwise milliseconds.
     pub const fn from_secs_or_millis(value: i64) -> Self {
-        if value < SECONDS_MILLIS_BOUNDARY {
-            Self::from_secs(value)
-        } else {
-            Self::from_millis(value)
-        }
+        if value < SECONDS_MILLIS_BOUNDARY { Self::from_secs(value) } else { Self::from_millis(value) }
     }
 
     /// The current time from the system clock.
     pub fn now() -> Self {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 
@@ -55,24 +49,13 @@ impl Timestamp {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (year, month, day) = civil_from_days(days);
-        format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
     }
 
     /// Parses the form [`Timestamp::to_rfc3339`] writes (and the same without fractions).
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let b = text.as_bytes();
-        if b.len() < 20
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || b[10] != b'T'
-            || b[13] != b':'
-            || b[16] != b':'
-        {
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
             return None;
         }
         let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
@@ -100,9 +83,7 @@ impl Timestamp {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        Some(Timestamp(
-            ((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis,
-        ))
+        Some(Timestamp(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis))
     }
 }
 
@@ -121,9 +102,8 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        Timestamp::parse_rfc3339(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!("`{text}` is not an RFC 3339 UTC time"))
-        })
+        Timestamp::parse_rfc3339(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 UTC time")))
     }
 }
 
@@ -158,34 +138,16 @@ mod tests {
 
     #[test]
     fn formats_known_instants() {
-        assert_eq!(
-            Timestamp::from_millis(0).to_rfc3339(),
-            "1970-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            Timestamp::from_millis(1_718_000_000_045).to_rfc3339(),
-            "2024-06-10T06:13:20.045Z"
-        );
-        assert_eq!(
-            Timestamp::from_secs(951_782_400).to_rfc3339(),
-            "2000-02-29T00:00:00.000Z"
-        );
-        assert_eq!(
-            Timestamp::from_millis(-1).to_rfc3339(),
-            "1969-12-31T23:59:59.999Z"
-        );
+        assert_eq!(Timestamp::from_millis(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp::from_millis(1_718_000_000_045).to_rfc3339(), "2024-06-10T06:13:20.045Z");
+        assert_eq!(Timestamp::from_secs(951_782_400).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(Timestamp::from_millis(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]
     fn seconds_and_milliseconds_are_told_apart() {
-        assert_eq!(
-            Timestamp::from_secs_or_millis(1_718_000_000),
-            Timestamp::from_millis(1_718_000_000_000)
-        );
-        assert_eq!(
-            Timestamp::from_secs_or_millis(1_718_000_000_123),
-            Timestamp::from_millis(1_718_000_000_123)
-        );
+        assert_eq!(Timestamp::from_secs_or_millis(1_718_000_000), Timestamp::from_millis(1_718_000_000_000));
+        assert_eq!(Timestamp::from_secs_or_millis(1_718_000_000_123), Timestamp::from_millis(1_718_000_000_123));
     }
 
     #[test]
@@ -194,10 +156,7 @@ mod tests {
             let t = Timestamp::from_millis(ms);
             assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
         }
-        assert_eq!(
-            Timestamp::parse_rfc3339("2024-06-10T06:13:20Z"),
-            Some(Timestamp::from_millis(1_718_000_000_000))
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2024-06-10T06:13:20Z"), Some(Timestamp::from_millis(1_718_000_000_000)));
         assert_eq!(Timestamp::parse_rfc3339("2024-06-10 06:13:20Z"), None);
         assert_eq!(Timestamp::parse_rfc3339("2024-13-10T06:13:20Z"), None);
         assert_eq!(Timestamp::parse_rfc3339("2024-06-10T06:13:20+02:00"), None);

@@ -32,11 +32,9 @@ pub fn str_field(value: &Value, key: &str) -> Option<String> {
 /// An integer from a JSON number or a decimal string.
 pub fn integer(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+        }
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -44,9 +42,7 @@ pub fn integer(value: &Value) -> Option<i64> {
 
 /// A timestamp from a number or string, in seconds or milliseconds (told apart by size).
 pub fn timestamp(value: &Value) -> Option<Timestamp> {
-    integer(value)
-        .filter(|v| *v > 0)
-        .map(Timestamp::from_secs_or_millis)
+    integer(value).filter(|v| *v > 0).map(Timestamp::from_secs_or_millis)
 }
 
 /// `value[key]` as a timestamp (see [`timestamp`]).
@@ -70,10 +66,8 @@ mod tests {
 
     #[test]
     fn ids_keep_every_digit() {
-        let v: Value = serde_json::from_str(
-            r#"{"t": 5741311803571721087, "s": "5741311803571721087", "f": 1.5}"#,
-        )
-        .unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{"t": 5741311803571721087, "s": "5741311803571721087", "f": 1.5}"#).unwrap();
         assert_eq!(id_field(&v, "t").as_deref(), Some("5741311803571721087"));
         assert_eq!(id_field(&v, "s").as_deref(), Some("5741311803571721087"));
         assert_eq!(id_field(&v, "f"), None);

@@ -14,17 +14,11 @@ pub fn verify_handshake(_secret: &Secret, _query: &str) -> Result<HandshakeReply
 }
 
 /// Verifies the body's signature.
-pub fn verify_signature(
-    _secret: &Secret,
-    _request: &SignedRequest<'_>,
-) -> Result<SignatureForm, VerifyError> {
+pub fn verify_signature(_secret: &Secret, _request: &SignedRequest<'_>) -> Result<SignatureForm, VerifyError> {
     Err(VerifyError::BadSignature)
 }
 
 /// Parses a verified body.
-pub fn parse_webhook(
-    _body: &[u8],
-    _ctx: &ParseContext<'_>,
-) -> Result<Vec<InboundEvent>, ParseError> {
+pub fn parse_webhook(_body: &[u8], _ctx: &ParseContext<'_>) -> Result<Vec<InboundEvent>, ParseError> {
     Err(ParseError::NotAnObject)
 }

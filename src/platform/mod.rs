@@ -94,11 +94,7 @@ pub enum ParseError {
     #[error("body is not a JSON object")]
     NotAnObject,
     #[error("`{field}` is `{found}`, expected `{expected}`")]
-    UnexpectedValue {
-        field: &'static str,
-        expected: &'static str,
-        found: String,
-    },
+    UnexpectedValue { field: &'static str, expected: &'static str, found: String },
     #[error("required field `{0}` is missing or of the wrong type")]
     MissingField(&'static str),
 }
@@ -118,11 +114,7 @@ pub fn verify_signature(
 }
 
 /// Answers a GET handshake on behalf of whichever platform.
-pub fn verify_handshake(
-    platform: Platform,
-    secret: &Secret,
-    query: &str,
-) -> Result<HandshakeReply, VerifyError> {
+pub fn verify_handshake(platform: Platform, secret: &Secret, query: &str) -> Result<HandshakeReply, VerifyError> {
     match platform {
         Platform::Facebook => facebook::verify_handshake(secret, query),
         Platform::Whatsapp => whatsapp::verify_handshake(secret, query),
@@ -132,11 +124,7 @@ pub fn verify_handshake(
 }
 
 /// Parses a verified body on behalf of whichever platform.
-pub fn parse_webhook(
-    platform: Platform,
-    body: &[u8],
-    ctx: &ParseContext<'_>,
-) -> Result<Vec<InboundEvent>, ParseError> {
+pub fn parse_webhook(platform: Platform, body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundEvent>, ParseError> {
     match platform {
         Platform::Facebook => facebook::parse_webhook(body, ctx),
         Platform::Whatsapp => whatsapp::parse_webhook(body, ctx),
@@ -191,10 +179,7 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
-    bytes
-        .chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
+    bytes.chunks_exact(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
 }
 
 /// Lower-case hex.
@@ -223,10 +208,7 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let escaped = match bytes[i] {
-            b'%' => bytes
-                .get(i + 1..i + 3)
-                .and_then(|pair| std::str::from_utf8(pair).ok())
-                .and_then(decode_hex),
+            b'%' => bytes.get(i + 1..i + 3).and_then(|pair| std::str::from_utf8(pair).ok()).and_then(decode_hex),
             _ => None,
         };
         match (escaped, bytes[i]) {
@@ -268,32 +250,17 @@ mod tests {
         assert_eq!(query_param(q, "bad").as_deref(), Some("%zz"));
         assert_eq!(query_param(q, "tail").as_deref(), Some("%4"));
         assert_eq!(query_param(q, "missing"), None);
-        assert_eq!(
-            query_param("%C3%A9=%F0%9F%98%80", "é").as_deref(),
-            Some("😀")
-        );
+        assert_eq!(query_param("%C3%A9=%F0%9F%98%80", "é").as_deref(), Some("😀"));
     }
 
     #[test]
     fn hmac_matches_known_vector() {
         // PLATFORMS.md 1.2 test vector.
-        let sig =
-            decode_hex("8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c62").unwrap();
-        assert!(hmac_matches(
-            b"app-secret-0123",
-            &[br#"{"object":"page","entry":[]}"#],
-            &sig
-        ));
-        assert!(!hmac_matches(
-            b"app-secret-0124",
-            &[br#"{"object":"page","entry":[]}"#],
-            &sig
-        ));
+        let sig = decode_hex("8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c62").unwrap();
+        assert!(hmac_matches(b"app-secret-0123", &[br#"{"object":"page","entry":[]}"#], &sig));
+        assert!(!hmac_matches(b"app-secret-0124", &[br#"{"object":"page","entry":[]}"#], &sig));
         assert_eq!(
-            sign_hex(
-                b"app-secret-0123",
-                &[br#"{"object":"page","#, br#""entry":[]}"#]
-            ),
+            sign_hex(b"app-secret-0123", &[br#"{"object":"page","#, br#""entry":[]}"#]),
             "8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c62"
         );
     }
