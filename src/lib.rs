@@ -3,7 +3,13 @@
 //! The crate is a functional core ([`platform`], [`model`], [`time`]) inside an imperative shell
 //! (actors, HTTP, the sled store). See ARCHITECTURE.md for the map.
 
+pub mod actor;
+pub mod app;
+pub mod config;
+pub mod http;
 pub mod model;
 pub mod platform;
 pub mod secret;
+pub mod store;
+pub mod telemetry;
 pub mod time;

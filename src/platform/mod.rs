@@ -170,7 +170,7 @@ pub fn hmac_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
 /// Decodes hex of either case; `None` for odd length or a non-hex character.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {

@@ -1,0 +1,179 @@
+//! The conversation actor: owns the store, persists inbound events, answers reads, and runs group
+//! commit so that concurrent webhooks share one flush and each is answered only after the flush
+//! that covers its write.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use super::{ConversationMsg, PersistError, WebhookOutcome, WebhookReply};
+use crate::store::{Store, StoreCounts, StoreError};
+
+/// The actor behaviour; all state is in [`ConversationState`].
+pub struct ConversationActor;
+
+/// Arguments: the opened store (a cheap clone; restarts reuse it).
+#[derive(Clone)]
+pub struct ConversationArgs {
+    pub store: Store,
+}
+
+/// A reply waiting for durability, with the answer it will get.
+struct PendingReply {
+    reply: WebhookReply,
+    outcome: WebhookOutcome,
+}
+
+/// Mutable state of the conversation actor.
+pub struct ConversationState {
+    store: Store,
+    /// Written, waiting for the next flush to start.
+    waiting: Vec<PendingReply>,
+    /// Covered by the flush now running.
+    in_flight: Vec<PendingReply>,
+    flushing: bool,
+    counts: StoreCounts,
+}
+
+impl ConversationState {
+    /// Starts a flush covering everything in `waiting`, unless one is running: when that one ends,
+    /// the next starts and covers all that arrived meanwhile. No timer needed.
+    fn start_flush(&mut self, myself: &ActorRef<ConversationMsg>) {
+        if self.flushing || self.waiting.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        self.in_flight = std::mem::take(&mut self.waiting);
+        let (store, me) = (self.store.clone(), myself.clone());
+        tokio::spawn(async move {
+            let result = store.flush().await.map_err(|e| e.to_string());
+            // If the actor died meanwhile, its pending replies were dropped and their webhooks
+            // answered 503; nothing to do here.
+            let _ = me.cast(ConversationMsg::Flushed(result));
+        });
+    }
+
+    fn park(&mut self, myself: &ActorRef<ConversationMsg>, reply: WebhookReply, outcome: WebhookOutcome) {
+        self.waiting.push(PendingReply { reply, outcome });
+        self.start_flush(myself);
+    }
+}
+
+impl Actor for ConversationActor {
+    type Msg = ConversationMsg;
+    type State = ConversationState;
+    type Arguments = ConversationArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: ConversationArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let counts = args.store.counts();
+        Ok(ConversationState { store: args.store, waiting: Vec::new(), in_flight: Vec::new(), flushing: false, counts })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConversationMsg::Ingest { platform, events, received_at, reply } => {
+                match state.store.ingest(&events, received_at) {
+                    Ok(outcome) => {
+                        state.counts.messages += outcome.messages;
+                        state.counts.events += outcome.stored;
+                        tracing::debug!(
+                            message = "Events stored.",
+                            %platform,
+                            stored = outcome.stored,
+                            duplicates = outcome.duplicates
+                        );
+                        state.park(&myself, reply, WebhookOutcome::Stored(outcome));
+                    }
+                    Err(e) => {
+                        tracing::error!(message = "Storing events failed.", %platform, error = %e);
+                        let _ = reply.send(Err(PersistError(e.to_string())));
+                        if matches!(e, StoreError::Io(_)) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+            ConversationMsg::Quarantine { platform, reason, body, received_at, reply } => {
+                match state.store.quarantine(platform, &reason, &body, received_at) {
+                    Ok(()) => {
+                        state.counts.quarantined += 1;
+                        state.park(&myself, reply, WebhookOutcome::Quarantined);
+                    }
+                    Err(e) => {
+                        tracing::error!(message = "Quarantining a body failed.", %platform, error = %e);
+                        let _ = reply.send(Err(PersistError(e.to_string())));
+                        return Err(e.into());
+                    }
+                }
+            }
+            ConversationMsg::Flushed(result) => {
+                state.flushing = false;
+                let covered = std::mem::take(&mut state.in_flight);
+                match &result {
+                    Ok(()) => {
+                        for pending in covered {
+                            let _ = pending.reply.send(Ok(pending.outcome));
+                        }
+                    }
+                    Err(e) => {
+                        for pending in covered {
+                            let _ = pending.reply.send(Err(PersistError(e.clone())));
+                        }
+                    }
+                }
+                if let Err(e) = result {
+                    // A failed fsync leaves the store in an unknown state: let the supervisor decide.
+                    tracing::error!(message = "Store flush failed.", error = %e);
+                    return Err(PersistError(e).into());
+                }
+                state.start_flush(&myself);
+            }
+            ConversationMsg::ListConversations { platform, page, reply } => {
+                let result =
+                    state.store.conversations_page(platform, page.limit, page.before).map_err(|e| read_failed(&e));
+                let _ = reply.send(result);
+            }
+            ConversationMsg::GetConversation { id, reply } => {
+                let _ = reply.send(state.store.conversation(&id).map_err(|e| read_failed(&e)));
+            }
+            ConversationMsg::ListMessages { conversation_id, page, reply } => {
+                let result =
+                    state.store.messages_page(&conversation_id, page.limit, page.before).map_err(|e| read_failed(&e));
+                let _ = reply.send(result);
+            }
+            ConversationMsg::GetMessage { id, reply } => {
+                let _ = reply.send(state.store.message(&id).map_err(|e| read_failed(&e)));
+            }
+            ConversationMsg::GetCounts { reply } => {
+                let _ = reply.send(state.counts);
+            }
+            #[cfg(test)]
+            ConversationMsg::Panic => panic!("conversation actor asked to panic by a test"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // A clean stop: make everything durable and answer whoever still waits.
+        let result = state.store.flush().await.map_err(|e| e.to_string());
+        for pending in state.in_flight.drain(..).chain(state.waiting.drain(..)) {
+            let _ = pending.reply.send(result.clone().map(|()| pending.outcome).map_err(PersistError));
+        }
+        if let Err(e) = result {
+            tracing::error!(message = "Final store flush failed.", error = %e);
+        }
+        Ok(())
+    }
+}
+
+fn read_failed(e: &StoreError) -> String {
+    tracing::error!(message = "Store read failed.", error = %e);
+    e.to_string()
+}

@@ -1,0 +1,159 @@
+//! The operator API (read side): conversations and messages, behind a bearer token compared in
+//! constant time. Errors use the contract's JSON body; bad input is 400 or 404, never 500.
+
+use std::time::Duration;
+
+use hyper::header::AUTHORIZATION;
+use hyper::{Method, Request, Response, StatusCode};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use serde_json::json;
+
+use super::HttpState;
+use super::response::{self, Body};
+use crate::actor::{ConversationMsg, PageRequest, ReadResult, conversation_actor};
+use crate::model::Platform;
+use crate::platform::query_param;
+use crate::store::keys::decode_cursor;
+
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = crate::store::MAX_PAGE;
+/// A read that takes longer than this is answered 503.
+const READ_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Routes `/api/...` after the bearer check. `segments` excludes the leading `api`.
+pub async fn route<B>(state: &HttpState, request: &Request<B>, segments: &[&str]) -> Response<Body> {
+    state.metrics.api_request();
+    if !authorised(state, request) {
+        let mut answer = response::error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+        answer.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+        return answer;
+    }
+    let query = request.uri().query().unwrap_or("");
+    let method = request.method();
+    match segments {
+        ["conversations"] => match *method {
+            Method::GET => list_conversations(query).await,
+            _ => response::method_not_allowed("GET"),
+        },
+        ["conversations", id] => match *method {
+            Method::GET => {
+                get_one(id, "conversation", |id, reply| ConversationMsg::GetConversation { id, reply }).await
+            }
+            _ => response::method_not_allowed("GET"),
+        },
+        ["conversations", id, "messages"] => match *method {
+            Method::GET => list_messages(id, query).await,
+            _ => response::method_not_allowed("GET"),
+        },
+        ["messages", id] => match *method {
+            Method::GET => get_one(id, "message", |id, reply| ConversationMsg::GetMessage { id, reply }).await,
+            _ => response::method_not_allowed("GET"),
+        },
+        _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such API route"),
+    }
+}
+
+fn authorised<B>(state: &HttpState, request: &Request<B>) -> bool {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    // An empty configured token matches nothing: the API refuses every call (CONTRACT.md).
+    presented.is_some_and(|token| state.config.api.token.matches(token))
+}
+
+fn page_request(query: &str) -> Result<PageRequest, Response<Body>> {
+    let limit = match query_param(query, "limit") {
+        None => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(bad_request("bad_limit", &format!("`limit` must be a whole number from 1 to {MAX_LIMIT}")));
+            }
+        },
+    };
+    let before = match query_param(query, "before").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(cursor) => match decode_cursor(&cursor) {
+            Some(position) => Some(position),
+            None => return Err(bad_request("bad_cursor", "`before` must be a `next` value from an earlier page")),
+        },
+    };
+    Ok(PageRequest { limit, before })
+}
+
+async fn list_conversations(query: &str) -> Response<Body> {
+    let page = match page_request(query) {
+        Ok(page) => page,
+        Err(answer) => return answer,
+    };
+    let platform = match query_param(query, "platform").filter(|p| !p.is_empty()) {
+        None => None,
+        Some(name) => match name.parse::<Platform>() {
+            Ok(p) => Some(p),
+            Err(e) => return bad_request("bad_platform", &e.to_string()),
+        },
+    };
+    match read(|reply| ConversationMsg::ListConversations { platform, page, reply }).await {
+        Ok(page) => response::json(StatusCode::OK, &json!({ "conversations": page.items, "next": page.next })),
+        Err(answer) => answer,
+    }
+}
+
+async fn list_messages(conversation_id: &str, query: &str) -> Response<Body> {
+    let page = match page_request(query) {
+        Ok(page) => page,
+        Err(answer) => return answer,
+    };
+    let id = conversation_id.to_owned();
+    match read(|reply| ConversationMsg::GetConversation { id, reply }).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found("conversation", conversation_id),
+        Err(answer) => return answer,
+    }
+    let conversation_id = conversation_id.to_owned();
+    match read(|reply| ConversationMsg::ListMessages { conversation_id, page, reply }).await {
+        Ok(page) => response::json(StatusCode::OK, &json!({ "messages": page.items, "next": page.next })),
+        Err(answer) => answer,
+    }
+}
+
+async fn get_one<T: serde::Serialize + Send + 'static>(
+    id: &str,
+    what: &str,
+    message: impl FnOnce(String, RpcReplyPort<ReadResult<Option<T>>>) -> ConversationMsg,
+) -> Response<Body> {
+    let owned = id.to_owned();
+    match read(|reply| message(owned, reply)).await {
+        Ok(Some(item)) => response::json(StatusCode::OK, &item),
+        Ok(None) => not_found(what, id),
+        Err(answer) => answer,
+    }
+}
+
+/// Asks the conversation actor; any failure to get an answer is 503 (the store restarting).
+async fn read<T: Send + 'static>(
+    message: impl FnOnce(RpcReplyPort<ReadResult<T>>) -> ConversationMsg,
+) -> Result<T, Response<Body>> {
+    let Some(actor): Option<ActorRef<ConversationMsg>> = conversation_actor() else {
+        return Err(response::unavailable("the store is restarting", 1));
+    };
+    match actor.call(message, Some(READ_DEADLINE)).await {
+        Ok(CallResult::Success(Ok(value))) => Ok(value),
+        Ok(CallResult::Success(Err(_))) => Err(response::unavailable("the store could not be read", 1)),
+        _ => Err(response::unavailable("the store did not answer", 1)),
+    }
+}
+
+fn bad_request(code: &str, message: &str) -> Response<Body> {
+    response::error(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn not_found(what: &str, id: &str) -> Response<Body> {
+    let shown: String = id.chars().take(64).collect();
+    response::error(StatusCode::NOT_FOUND, "not_found", &format!("no {what} with id `{shown}`"))
+}

@@ -1,0 +1,189 @@
+//! The HTTP front end: one hyper listener for webhooks, the operator API and the health routes.
+//! It sees the actors only through the message types and names in `actor`.
+
+// Handlers return a ready answer as their error value on purpose: the early-return shape reads best.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod body;
+pub mod metrics;
+mod response;
+mod webhook;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use ractor::rpc::CallResult;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use self::metrics::Metrics;
+use self::response::Body;
+use crate::actor::{ConversationMsg, channel_actor, conversation_actor};
+use crate::config::Config;
+use crate::model::Platform;
+
+/// What every request handler shares.
+pub struct HttpState {
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    /// Webhooks in progress; see `server.max_inflight_webhooks`.
+    webhook_permits: Arc<Semaphore>,
+    /// A counter that names each delivery in the logs.
+    deliveries: AtomicU64,
+    started: Instant,
+}
+
+impl HttpState {
+    /// State for a server running `config`.
+    pub fn new(config: Arc<Config>) -> Self {
+        let permits = config.server.max_inflight_webhooks;
+        HttpState {
+            config,
+            metrics: Metrics::default(),
+            webhook_permits: Arc::new(Semaphore::new(permits)),
+            deliveries: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish (up to
+/// `server.shutdown_grace_secs`), and returns.
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl Future<Output = ()>) {
+    let server = &state.config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper silently drops its header timeout (STACK.md §2): slow-header clients
+    // would hold connections forever.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(server.header_read_timeout_secs));
+    builder.http2().timer(TokioTimer::new());
+    // Connections beyond the bound wait in the kernel's accept backlog until one closes.
+    let connections = Arc::new(Semaphore::new(server.max_connections));
+    let graceful = GracefulShutdown::new();
+    let grace = Duration::from_secs(server.shutdown_grace_secs);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the connection semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually out of file descriptors: wait a little rather than spin.
+                    tracing::warn!(message = "Accept failed.", error = %e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(dispatch(&state, request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _ = watched.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(message = "Stopped accepting; finishing requests in flight.", connections = graceful.count());
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => tracing::warn!(message = "Connections still open at the shutdown deadline."),
+    }
+}
+
+/// Method and path to handler.
+async fn dispatch(state: &HttpState, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["health"] => only_get(&request, || response::json(StatusCode::OK, &json!({ "status": "ok" }))),
+        ["ready"] => match *request.method() {
+            Method::GET => ready(state),
+            _ => response::method_not_allowed("GET"),
+        },
+        ["metrics"] => match *request.method() {
+            Method::GET => metrics(state).await,
+            _ => response::method_not_allowed("GET"),
+        },
+        ["webhooks", name] => {
+            let Ok(platform) = name.parse::<Platform>() else {
+                return response::error(StatusCode::NOT_FOUND, "not_found", &format!("no webhook route for `{name}`"));
+            };
+            if !state.config.enabled(platform) {
+                return response::error(
+                    StatusCode::NOT_FOUND,
+                    "platform_disabled",
+                    &format!("{platform} is not enabled on this server"),
+                );
+            }
+            match *request.method() {
+                Method::GET => webhook::handshake(state, platform, request.uri().query().unwrap_or("")),
+                Method::POST => webhook::receive(state, platform, request).await,
+                _ if platform == Platform::Viber => response::method_not_allowed("POST"),
+                _ => response::method_not_allowed("GET, POST"),
+            }
+        }
+        ["api", rest @ ..] => api::route(state, &request, rest).await,
+        _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+    }
+}
+
+fn only_get<B>(request: &Request<B>, answer: impl FnOnce() -> Response<Body>) -> Response<Body> {
+    if request.method() == Method::GET { answer() } else { response::method_not_allowed("GET") }
+}
+
+fn channel_status(state: &HttpState) -> Vec<(Platform, bool)> {
+    state.config.enabled_platforms().into_iter().map(|p| (p, channel_actor(p).is_some())).collect()
+}
+
+fn ready(state: &HttpState) -> Response<Body> {
+    let store_up = conversation_actor().is_some();
+    let channels = channel_status(state);
+    let mut not_ready: Vec<String> =
+        channels.iter().filter(|(_, up)| !up).map(|(p, _)| format!("channel.{p}")).collect();
+    if !store_up {
+        not_ready.insert(0, "store".into());
+    }
+    let channels: serde_json::Map<String, serde_json::Value> =
+        channels.iter().map(|(p, up)| (p.to_string(), json!(if *up { "up" } else { "down" }))).collect();
+    if not_ready.is_empty() {
+        response::json(StatusCode::OK, &json!({ "status": "ready", "store": "up", "channels": channels }))
+    } else {
+        response::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "not_ready", "store": if store_up { "up" } else { "down" }, "channels": channels, "not_ready": not_ready }),
+        )
+    }
+}
+
+async fn metrics(state: &HttpState) -> Response<Body> {
+    let counts = match conversation_actor() {
+        Some(actor) => {
+            match actor.call(|reply| ConversationMsg::GetCounts { reply }, Some(Duration::from_secs(2))).await {
+                Ok(CallResult::Success(counts)) => Some(counts),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let text = state.metrics.render(counts, state.started.elapsed().as_secs(), &channel_status(state));
+    response::with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
+}

@@ -1,0 +1,517 @@
+//! The embedded store: sled trees for conversations, messages, their indexes, raw events and the
+//! quarantine. Knows the model and sled; nothing of HTTP or actors.
+//!
+//! Durability: every write is atomic at once but durable only after a flush. The conversation
+//! actor batches flushes (group commit) and answers a webhook only after the flush that covers it.
+
+pub mod keys;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use crate::model::{Conversation, Direction, EventKind, InboundEvent, Message, Platform, Status, Timestamp};
+
+/// The on-disk layout this code writes. Bump it with a migration when a key or record changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const TREE_CONVERSATIONS: &str = "conversations";
+const TREE_MESSAGES: &str = "messages";
+const TREE_TIMELINE: &str = "timeline";
+const TREE_PLATFORM_IDS: &str = "platform_ids";
+const TREE_EVENTS: &str = "events";
+const TREE_ACTIVITY: &str = "activity";
+const TREE_PLATFORM_ACTIVITY: &str = "platform_activity";
+const TREE_QUARANTINE: &str = "quarantine";
+const TREE_META: &str = "meta";
+const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
+
+/// Most items one page of a listing returns.
+pub const MAX_PAGE: usize = 200;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("the store was written by a newer Parley (schema {found}, this build reads {SCHEMA_VERSION})")]
+    SchemaTooNew { found: u32 },
+    #[error("store I/O failed: {0}")]
+    Io(#[from] sled::Error),
+    #[error("a stored record does not decode: {0}")]
+    Corrupt(String),
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Io(e),
+        }
+    }
+}
+
+/// The result of storing one webhook's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestOutcome {
+    /// Events stored for the first time.
+    pub stored: usize,
+    /// Events seen before (a redelivery), stored nothing.
+    pub duplicates: usize,
+    /// Of the stored events, how many became messages.
+    pub messages: usize,
+}
+
+/// A raw event as kept in the `events` tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub conversation_id: Option<String>,
+    pub message_id: Option<String>,
+    pub stored_at: Timestamp,
+    pub event: InboundEvent,
+}
+
+/// A body whose signature was right but which did not parse.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarantinedBody {
+    pub platform: Platform,
+    pub reason: String,
+    pub received_at: Timestamp,
+    /// The body as text (invalid UTF-8 replaced).
+    pub body: String,
+}
+
+/// One page of a listing and the cursor of the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub conversations: usize,
+    pub messages: usize,
+    pub events: usize,
+    pub quarantined: usize,
+}
+
+/// The opened database and its trees. Cheap to clone (sled handles are reference counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    conversations: sled::Tree,
+    messages: sled::Tree,
+    timeline: sled::Tree,
+    platform_ids: sled::Tree,
+    events: sled::Tree,
+    activity: sled::Tree,
+    platform_activity: sled::Tree,
+    quarantine: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, checking the schema version.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            // A background safety net only: webhooks are answered after our own flush.
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let meta = db.open_tree(TREE_META)?;
+        match meta.get(KEY_SCHEMA_VERSION)? {
+            None => {
+                meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(found) => {
+                let found = <[u8; 4]>::try_from(found.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("schema version is not 4 bytes".into()))?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::SchemaTooNew { found });
+                }
+            }
+        }
+        Ok(Store {
+            conversations: db.open_tree(TREE_CONVERSATIONS)?,
+            messages: db.open_tree(TREE_MESSAGES)?,
+            timeline: db.open_tree(TREE_TIMELINE)?,
+            platform_ids: db.open_tree(TREE_PLATFORM_IDS)?,
+            events: db.open_tree(TREE_EVENTS)?,
+            activity: db.open_tree(TREE_ACTIVITY)?,
+            platform_activity: db.open_tree(TREE_PLATFORM_ACTIVITY)?,
+            quarantine: db.open_tree(TREE_QUARANTINE)?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable, without blocking a tokio worker.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable, blocking (for shutdown and tests).
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores one webhook's events atomically: each event once (by its de-duplication key), each
+    /// message once (by its platform id), conversations created or updated. Not durable until
+    /// the next flush.
+    pub fn ingest(&self, events: &[InboundEvent], stored_at: Timestamp) -> Result<IngestOutcome, StoreError> {
+        // Ids come from outside the transaction: its closure may run more than once, and an unused
+        // id is harmless (ids are unique, not dense).
+        let mut ids = Vec::with_capacity(events.len());
+        for event in events {
+            ids.push(match event.kind {
+                EventKind::Message { .. } => Some(keys::message_id(self.db.generate_id()?)),
+                _ => None,
+            });
+        }
+        let trees = (
+            &self.conversations,
+            &self.messages,
+            &self.timeline,
+            &self.platform_ids,
+            &self.events,
+            &self.activity,
+            &self.platform_activity,
+        );
+        let outcome = trees.transaction(
+            |(conversations, messages, timeline, platform_ids, events_tree, activity, platform_activity)| {
+                let tx = IngestTx {
+                    conversations,
+                    messages,
+                    timeline,
+                    platform_ids,
+                    events: events_tree,
+                    activity,
+                    platform_activity,
+                };
+                let mut outcome = IngestOutcome::default();
+                for (event, id) in events.iter().zip(&ids) {
+                    tx.ingest_one(event, id.as_deref(), stored_at, &mut outcome)?;
+                }
+                Ok(outcome)
+            },
+        )?;
+        Ok(outcome)
+    }
+
+    /// Keeps a body that was signed correctly but did not parse.
+    pub fn quarantine(
+        &self,
+        platform: Platform,
+        reason: &str,
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let record = QuarantinedBody {
+            platform,
+            reason: reason.to_owned(),
+            received_at,
+            body: String::from_utf8_lossy(body).into_owned(),
+        };
+        let id = self.db.generate_id()?;
+        self.quarantine.insert(id.to_be_bytes(), encode(&record)?)?;
+        Ok(())
+    }
+
+    /// The quarantined bodies, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedBody>, StoreError> {
+        self.quarantine.iter().values().map(|v| decode(&v?)).collect()
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
+        self.conversations.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Conversations, newest activity first, optionally of one platform, starting after `before`.
+    pub fn conversations_page(
+        &self,
+        platform: Option<Platform>,
+        limit: usize,
+        before: Option<(Timestamp, String)>,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let (tree, prefix) = match platform {
+            Some(p) => (&self.platform_activity, vec![p.tag()]),
+            None => (&self.activity, Vec::new()),
+        };
+        let upper = match &before {
+            Some((at, id)) => {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&keys::activity_key(*at, id));
+                key
+            }
+            None => {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&[0xff; 9]);
+                key
+            }
+        };
+        let mut items = Vec::new();
+        for entry in tree.range(prefix.clone()..upper).rev() {
+            let (key, _) = entry?;
+            let id = std::str::from_utf8(&key[prefix.len() + 8..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let conversation = self
+                .conversation(id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("activity names a missing conversation {id}")))?;
+            items.push(conversation);
+            if items.len() == limit + 1 {
+                break;
+            }
+        }
+        let next = (items.len() > limit).then(|| {
+            items.pop();
+            let last = items.last().expect("a page with a next page is not empty");
+            keys::encode_cursor(last.updated_at, &last.id)
+        });
+        Ok(Page { items, next })
+    }
+
+    /// One message.
+    pub fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        self.messages.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    /// A conversation's messages, newest first, starting after `before`.
+    pub fn messages_page(
+        &self,
+        conversation_id: &str,
+        limit: usize,
+        before: Option<(Timestamp, String)>,
+    ) -> Result<Page<Message>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let prefix = keys::timeline_prefix(conversation_id);
+        let upper = match &before {
+            Some((at, id)) => keys::timeline_key(conversation_id, *at, id),
+            None => {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&[0xff; 9]);
+                key
+            }
+        };
+        let mut items = Vec::new();
+        for entry in self.timeline.range(prefix.clone()..upper).rev() {
+            let (_, message_id) = entry?;
+            let id = std::str::from_utf8(&message_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let message = self
+                .message(id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("timeline names a missing message {id}")))?;
+            items.push(message);
+            if items.len() == limit + 1 {
+                break;
+            }
+        }
+        let next = (items.len() > limit).then(|| {
+            items.pop();
+            let last = items.last().expect("a page with a next page is not empty");
+            keys::encode_cursor(last.sent_at, &last.id)
+        });
+        Ok(Page { items, next })
+    }
+
+    /// The message a platform id names, if we have it.
+    pub fn message_by_platform_id(
+        &self,
+        platform: Platform,
+        platform_message_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        match self.platform_ids.get(keys::platform_message_key(platform, platform_message_id))? {
+            Some(id) => self.message(std::str::from_utf8(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            None => Ok(None),
+        }
+    }
+
+    /// The raw event stored under a platform's de-duplication key.
+    pub fn event(&self, platform: Platform, dedup_key: &str) -> Result<Option<StoredEvent>, StoreError> {
+        self.events.get(keys::event_key(platform, dedup_key))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Sizes of the trees, for `/metrics`. Counts by iterating: call rarely.
+    pub fn counts(&self) -> StoreCounts {
+        StoreCounts {
+            conversations: self.conversations.len(),
+            messages: self.messages.len(),
+            events: self.events.len(),
+            quarantined: self.quarantine.len(),
+        }
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// The trees of one ingest transaction.
+struct IngestTx<'a> {
+    conversations: &'a TransactionalTree,
+    messages: &'a TransactionalTree,
+    timeline: &'a TransactionalTree,
+    platform_ids: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+    activity: &'a TransactionalTree,
+    platform_activity: &'a TransactionalTree,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl IngestTx<'_> {
+    fn ingest_one(
+        &self,
+        event: &InboundEvent,
+        new_message_id: Option<&str>,
+        stored_at: Timestamp,
+        outcome: &mut IngestOutcome,
+    ) -> TxResult<()> {
+        let event_key = keys::event_key(event.platform, &event.dedup_key);
+        if self.events.get(&event_key)?.is_some() {
+            outcome.duplicates += 1;
+            return Ok(());
+        }
+        let conversation_id = event
+            .contact_id
+            .as_deref()
+            .map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
+        let mut conversation = match &conversation_id {
+            Some(id) => self.get::<Conversation>(self.conversations, id.as_bytes())?,
+            None => None,
+        };
+        let before = conversation.clone();
+        let creates_conversation = matches!(
+            event.kind,
+            EventKind::Message { .. } | EventKind::Subscribed | EventKind::ConversationStarted { .. }
+        );
+        if conversation.is_none()
+            && creates_conversation
+            && let (Some(id), Some(contact)) = (&conversation_id, &event.contact_id)
+        {
+            conversation = Some(Conversation {
+                id: id.clone(),
+                platform: event.platform,
+                account_id: event.account_id.clone(),
+                contact_id: contact.clone(),
+                contact_name: None,
+                last_message_text: None,
+                last_message_at: None,
+                unread: 0,
+                created_at: event.occurred_at,
+                updated_at: event.occurred_at,
+            });
+        }
+
+        let mut message_id = None;
+        if let (EventKind::Message { direction, platform_message_id, content }, Some(conv)) =
+            (&event.kind, &mut conversation)
+        {
+            let index_key = keys::platform_message_key(event.platform, platform_message_id);
+            if self.platform_ids.get(&index_key)?.is_some() {
+                // The same message under another event key (an echo of a message we sent, say):
+                // keep the event, do not store the message twice.
+            } else {
+                let id = new_message_id.expect("message events are given an id").to_owned();
+                let message = Message {
+                    id: id.clone(),
+                    conversation_id: conv.id.clone(),
+                    platform: event.platform,
+                    direction: *direction,
+                    platform_message_id: Some(platform_message_id.clone()),
+                    sender_id: event.sender_id.clone(),
+                    text: content.text.clone(),
+                    attachments: content.attachments.clone(),
+                    sent_at: event.occurred_at,
+                    status: match direction {
+                        Direction::Inbound => Status::Received,
+                        Direction::Outbound => Status::Sent,
+                    },
+                    error: None,
+                    kind: content.kind,
+                    payload: content.payload.clone(),
+                    reply_to: content.reply_to.clone(),
+                    location: content.location.clone(),
+                    contacts: content.contacts.clone(),
+                    received_at: stored_at,
+                };
+                self.messages.insert(id.as_bytes(), encode(&message).map_err(abort)?)?;
+                self.timeline.insert(keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes())?;
+                self.platform_ids.insert(index_key, id.as_bytes())?;
+                if conv.last_message_at.is_none_or(|last| event.occurred_at >= last) {
+                    conv.last_message_text = Some(content.preview());
+                    conv.last_message_at = Some(event.occurred_at);
+                }
+                match direction {
+                    Direction::Inbound => conv.unread += 1,
+                    // A reply from our side (an echo from the Page inbox) means someone read the thread.
+                    Direction::Outbound => conv.unread = 0,
+                }
+                outcome.messages += 1;
+                message_id = Some(id);
+            }
+        }
+        if let Some(conv) = &mut conversation {
+            if event.contact_name.is_some()
+                && !matches!(event.kind, EventKind::Message { direction: Direction::Outbound, .. })
+            {
+                conv.contact_name.clone_from(&event.contact_name);
+            }
+            if creates_conversation && event.occurred_at > conv.updated_at {
+                conv.updated_at = event.occurred_at;
+            }
+            if before.as_ref() != Some(conv) {
+                self.save_conversation(before.as_ref(), conv)?;
+            }
+        }
+        let record = StoredEvent { conversation_id, message_id, stored_at, event: event.clone() };
+        self.events.insert(event_key, encode(&record).map_err(abort)?)?;
+        outcome.stored += 1;
+        Ok(())
+    }
+
+    fn save_conversation(&self, before: Option<&Conversation>, after: &Conversation) -> TxResult<()> {
+        if before.is_none_or(|b| b.updated_at != after.updated_at) {
+            if let Some(b) = before {
+                self.activity.remove(keys::activity_key(b.updated_at, &b.id))?;
+                self.platform_activity.remove(keys::platform_activity_key(b.platform, b.updated_at, &b.id))?;
+            }
+            self.activity.insert(keys::activity_key(after.updated_at, &after.id), &[])?;
+            self.platform_activity
+                .insert(keys::platform_activity_key(after.platform, after.updated_at, &after.id), &[])?;
+        }
+        self.conversations.insert(after.id.as_bytes(), encode(after).map_err(abort)?)?;
+        Ok(())
+    }
+
+    fn get<T: for<'de> Deserialize<'de>>(&self, tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
+        match tree.get(key)? {
+            Some(bytes) => Ok(Some(decode(&bytes).map_err(abort)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("cannot encode a record: {e}")))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use serde_json::json;
+
+use super::*;
+use crate::model::{ContentKind, MessageContent, Receipt, ReceiptKind};
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db"), 8 << 20).unwrap();
+    (dir, store)
+}
+
+fn text_event(contact: &str, mid: &str, at_ms: i64, text: &str) -> InboundEvent {
+    InboundEvent {
+        platform: Platform::Facebook,
+        account_id: "page-1".into(),
+        contact_id: Some(contact.into()),
+        contact_name: None,
+        sender_id: Some(contact.into()),
+        dedup_key: format!("mid:{mid}"),
+        occurred_at: Timestamp::from_millis(at_ms),
+        kind: EventKind::Message {
+            direction: Direction::Inbound,
+            platform_message_id: mid.into(),
+            content: MessageContent::text(ContentKind::Text, text),
+        },
+        raw: json!({"mid": mid}),
+    }
+}
+
+#[test]
+fn a_message_creates_its_conversation_and_counts_unread() {
+    let (_dir, store) = temp_store();
+    let events = [text_event("user-1", "m_1", 1_000, "hello"), text_event("user-1", "m_2", 2_000, "again")];
+    let outcome = store.ingest(&events, Timestamp::from_millis(5_000)).unwrap();
+    assert_eq!(outcome, IngestOutcome { stored: 2, duplicates: 0, messages: 2 });
+    let page = store.conversations_page(None, 10, None).unwrap();
+    assert_eq!(page.items.len(), 1);
+    let conv = &page.items[0];
+    assert_eq!(conv.contact_id, "user-1");
+    assert_eq!(conv.unread, 2);
+    assert_eq!(conv.last_message_text.as_deref(), Some("again"));
+    assert_eq!(conv.last_message_at, Some(Timestamp::from_millis(2_000)));
+    let messages = store.messages_page(&conv.id, 10, None).unwrap();
+    let texts: Vec<_> = messages.items.iter().map(|m| m.text.as_deref().unwrap()).collect();
+    assert_eq!(texts, ["again", "hello"]);
+}
+
+#[test]
+fn redelivered_events_are_stored_once() {
+    let (_dir, store) = temp_store();
+    let events = [text_event("user-1", "m_1", 1_000, "hello")];
+    store.ingest(&events, Timestamp::from_millis(5_000)).unwrap();
+    let again = store.ingest(&events, Timestamp::from_millis(6_000)).unwrap();
+    assert_eq!(again, IngestOutcome { stored: 0, duplicates: 1, messages: 0 });
+    // A duplicate inside one body is also stored once.
+    let twice = [text_event("user-2", "m_9", 1_000, "x"), text_event("user-2", "m_9", 1_000, "x")];
+    assert_eq!(store.ingest(&twice, Timestamp::from_millis(7_000)).unwrap().duplicates, 1);
+    assert_eq!(store.counts().messages, 2);
+}
+
+#[test]
+fn an_older_message_arriving_late_does_not_replace_the_preview() {
+    let (_dir, store) = temp_store();
+    store.ingest(&[text_event("u", "m_2", 2_000, "newer")], Timestamp::from_millis(5_000)).unwrap();
+    store.ingest(&[text_event("u", "m_1", 1_000, "older")], Timestamp::from_millis(5_001)).unwrap();
+    let conv = store.conversations_page(None, 10, None).unwrap().items.remove(0);
+    assert_eq!(conv.last_message_text.as_deref(), Some("newer"));
+    let texts: Vec<_> =
+        store.messages_page(&conv.id, 10, None).unwrap().items.into_iter().map(|m| m.text.unwrap()).collect();
+    assert_eq!(texts, ["newer", "older"]);
+}
+
+#[test]
+fn conversations_page_newest_first_with_a_cursor_and_platform_filter() {
+    let (_dir, store) = temp_store();
+    for i in 0..5 {
+        store
+            .ingest(&[text_event(&format!("user-{i}"), &format!("m_{i}"), 1_000 + i, "hi")], Timestamp::from_millis(9))
+            .unwrap();
+    }
+    let first = store.conversations_page(None, 2, None).unwrap();
+    let contacts: Vec<_> = first.items.iter().map(|c| c.contact_id.as_str()).collect();
+    assert_eq!(contacts, ["user-4", "user-3"]);
+    let cursor = keys::decode_cursor(first.next.as_deref().unwrap()).unwrap();
+    let second = store.conversations_page(None, 2, Some(cursor)).unwrap();
+    let contacts: Vec<_> = second.items.iter().map(|c| c.contact_id.as_str()).collect();
+    assert_eq!(contacts, ["user-2", "user-1"]);
+    let cursor = keys::decode_cursor(second.next.as_deref().unwrap()).unwrap();
+    let third = store.conversations_page(None, 2, Some(cursor)).unwrap();
+    assert_eq!(third.items.len(), 1);
+    assert_eq!(third.next, None);
+    assert_eq!(store.conversations_page(Some(Platform::Facebook), 10, None).unwrap().items.len(), 5);
+    assert!(store.conversations_page(Some(Platform::Viber), 10, None).unwrap().items.is_empty());
+}
+
+#[test]
+fn receipts_are_kept_as_events_without_creating_conversations() {
+    let (_dir, store) = temp_store();
+    let receipt = InboundEvent {
+        kind: EventKind::Receipt(Receipt {
+            kind: ReceiptKind::Delivered,
+            message_ids: vec!["m_out".into()],
+            watermark: Some(Timestamp::from_millis(3)),
+            error: None,
+        }),
+        dedup_key: "delivery:user-1:3".into(),
+        ..text_event("user-1", "unused", 3, "")
+    };
+    assert_eq!(store.ingest(&[receipt], Timestamp::from_millis(4)).unwrap().stored, 1);
+    assert!(store.conversations_page(None, 10, None).unwrap().items.is_empty());
+    let stored = store.event(Platform::Facebook, "delivery:user-1:3").unwrap().unwrap();
+    assert!(stored.conversation_id.is_some());
+    assert!(stored.message_id.is_none());
+}
+
+#[test]
+fn flushed_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path, 8 << 20).unwrap();
+        store.ingest(&[text_event("u", "m_1", 1, "kept")], Timestamp::from_millis(2)).unwrap();
+        store.quarantine(Platform::Viber, "body is not JSON", b"\xffnot json", Timestamp::from_millis(3)).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = Store::open(&path, 8 << 20).unwrap();
+    assert_eq!(store.message_by_platform_id(Platform::Facebook, "m_1").unwrap().unwrap().text.as_deref(), Some("kept"));
+    let quarantined = store.quarantined().unwrap();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined[0].body, "\u{fffd}not json");
+}
+
+#[test]
+fn a_store_from_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = sled::open(&path).unwrap();
+        db.open_tree(TREE_META).unwrap().insert(KEY_SCHEMA_VERSION, &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(Store::open(&path, 8 << 20), Err(StoreError::SchemaTooNew { .. })));
+}
