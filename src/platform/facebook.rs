@@ -159,7 +159,8 @@ const KNOWN_EVENT_KEYS: [&str; 7] =
 fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) -> InboundEvent {
     let sender = party_id(item, "sender");
     let recipient = party_id(item, "recipient");
-    let occurred_at = timestamp_field(item, "timestamp").unwrap_or(ctx.received_at);
+    let own_time = timestamp_field(item, "timestamp");
+    let occurred_at = own_time.unwrap_or(ctx.received_at);
     let event_key =
         KNOWN_EVENT_KEYS.into_iter().find(|key| item.get(key).is_some_and(Value::is_object)).or_else(|| {
             item.as_object()
@@ -179,6 +180,9 @@ fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) 
     let Some(event_key) = event_key else {
         return unknown_event("messaging".into(), parties, occurred_at, item);
     };
+    if !KNOWN_EVENT_KEYS.contains(&event_key) {
+        return unknown_event(event_key.to_owned(), parties, occurred_at, item);
+    }
     let Some(user) = user else {
         return unknown_event(format!("{event_key}.malformed"), parties, occurred_at, item);
     };
@@ -190,14 +194,15 @@ fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) 
         "delivery" | "read" => Some(receipt_event(event_key, body, &user, item)),
         "referral" => Some(referral_event(body, &user, item)),
         "account_linking" => Some(account_linking_event(body, &user, item)),
-        _ => return unknown_event(event_key.to_owned(), parties, occurred_at, item),
+        // Not reached: every key in KNOWN_EVENT_KEYS has an arm above.
+        _ => None,
     };
     let Some((kind, dedup_key)) = normalised else {
         return unknown_event(format!("{event_key}.malformed"), parties, occurred_at, item);
     };
     // Receipts without their own timestamp are dated by the watermark they carry.
     let occurred_at = match &kind {
-        EventKind::Receipt(receipt) if item.get("timestamp").is_none() => receipt.watermark.unwrap_or(occurred_at),
+        EventKind::Receipt(receipt) if own_time.is_none() => receipt.watermark.unwrap_or(occurred_at),
         _ => occurred_at,
     };
     InboundEvent {
@@ -380,4 +385,614 @@ fn referral_event(referral: &Value, user: &str, item: &Value) -> (EventKind, Str
 fn account_linking_event(linking: &Value, user: &str, item: &Value) -> (EventKind, String) {
     let kind = EventKind::Activity { name: "account_linking".into(), detail: str_field(linking, "status") };
     (kind, format!("account_linking:{user}:{}", content_key(item)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MessageError;
+
+    const PAGE: &str = "104857600123456";
+    const USER: &str = "7212345678901234";
+    const RECEIVED_AT: Timestamp = Timestamp::from_millis(1_718_999_999_000);
+
+    fn ctx() -> ParseContext<'static> {
+        ParseContext { account_id: "configured-page", received_at: RECEIVED_AT }
+    }
+
+    fn parse(fixture: &str) -> Vec<InboundEvent> {
+        parse_webhook(fixture.as_bytes(), &ctx()).expect("fixture is a valid Messenger body")
+    }
+
+    /// The direction, mid and content of a message event; any other kind fails the test.
+    fn message(event: &InboundEvent) -> (Direction, &str, &MessageContent) {
+        match &event.kind {
+            EventKind::Message { direction, platform_message_id, content } => {
+                (*direction, platform_message_id.as_str(), content)
+            }
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+
+    fn receipt(event: &InboundEvent) -> &Receipt {
+        match &event.kind {
+            EventKind::Receipt(receipt) => receipt,
+            other => panic!("expected a receipt, got {other:?}"),
+        }
+    }
+
+    fn unknown_type(event: &InboundEvent) -> &str {
+        match &event.kind {
+            EventKind::Unknown { event_type } => event_type,
+            other => panic!("expected an unknown event, got {other:?}"),
+        }
+    }
+
+    /// `body.entry[entry].messaging[item]`, what `raw` must be.
+    fn messaging_item(body: &str, entry: usize, item: usize) -> Value {
+        let root: Value = serde_json::from_str(body).expect("fixture is JSON");
+        root["entry"][entry]["messaging"][item].clone()
+    }
+
+    // --- signature ---------------------------------------------------------------------------
+
+    const VECTOR_SECRET: &str = "app-secret-0123";
+    const VECTOR_BODY: &[u8] = br#"{"object":"page","entry":[]}"#;
+    const VECTOR_HEADER: &str = "sha256=8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c62";
+
+    fn signed<'a>(header: Option<&'a str>, body: &'a [u8]) -> SignedRequest<'a> {
+        SignedRequest { signature_header: header, query: None, body }
+    }
+
+    fn verify(secret: &str, header: Option<&str>, body: &[u8]) -> Result<SignatureForm, VerifyError> {
+        verify_signature(&Secret::new(secret), &signed(header, body))
+    }
+
+    #[test]
+    fn platforms_md_test_vector_verifies() {
+        assert_eq!(verify(VECTOR_SECRET, Some(VECTOR_HEADER), VECTOR_BODY), Ok(SignatureForm::MetaSha256));
+    }
+
+    #[test]
+    fn sign_webhook_reproduces_the_test_vector() {
+        assert_eq!(sign_webhook(&Secret::new(VECTOR_SECRET), VECTOR_BODY), VECTOR_HEADER);
+    }
+
+    #[test]
+    fn a_signed_fixture_round_trips_through_verification() {
+        let body = include_bytes!("../../tests/fixtures/facebook/emoji_and_right_to_left.json");
+        let secret = Secret::new("a-real-looking-app-secret-9f8e7d");
+        let header = sign_webhook(&secret, body);
+        let request = SignedRequest { signature_header: Some(&header), query: None, body };
+        assert_eq!(verify_signature(&secret, &request), Ok(SignatureForm::MetaSha256));
+    }
+
+    #[test]
+    fn a_wrong_signature_is_refused() {
+        let wrong = "sha256=8dd0039448c33fbf53594013e01f923b96df82e87c37259962555eb49ffd4c63";
+        assert_eq!(verify(VECTOR_SECRET, Some(wrong), VECTOR_BODY), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn a_missing_header_names_the_header() {
+        assert_eq!(
+            verify(VECTOR_SECRET, None, VECTOR_BODY),
+            Err(VerifyError::MissingSignature { header: "x-hub-signature-256" })
+        );
+    }
+
+    #[test]
+    fn another_platforms_secret_does_not_verify() {
+        // A Viber bot token or LinkedIn client secret configured by mistake must not pass.
+        assert_eq!(
+            verify("445da6az1s345z78-dazcczb2542zv51a-e0vc5fva17480im9", Some(VECTOR_HEADER), VECTOR_BODY),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_body_changed_by_one_byte_after_signing_is_refused() {
+        assert_eq!(
+            verify(VECTOR_SECRET, Some(VECTOR_HEADER), br#"{"object":"page","entry":[ ]}"#),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify(VECTOR_SECRET, Some(VECTOR_HEADER), br#"{"object":"pagf","entry":[]}"#),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn upper_case_hex_is_accepted() {
+        let upper = format!("sha256={}", VECTOR_HEADER["sha256=".len()..].to_ascii_uppercase());
+        assert_eq!(verify(VECTOR_SECRET, Some(&upper), VECTOR_BODY), Ok(SignatureForm::MetaSha256));
+    }
+
+    #[test]
+    fn prefix_case_and_surrounding_whitespace_are_tolerated() {
+        let hex = &VECTOR_HEADER["sha256=".len()..];
+        for header in [
+            format!("SHA256={hex}"),
+            format!("Sha256={hex}"),
+            format!("  sha256={hex}\t "),
+            format!("\n{VECTOR_HEADER}"),
+        ] {
+            assert_eq!(verify(VECTOR_SECRET, Some(&header), VECTOR_BODY), Ok(SignatureForm::MetaSha256), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn signatures_not_of_the_meta_form_are_malformed() {
+        let hex = &VECTOR_HEADER["sha256=".len()..];
+        for header in [
+            hex.to_owned(),
+            format!("sha1={hex}"),
+            format!("sha256= {hex}"),
+            format!("sha256={}", &hex[..62]),
+            format!("sha256={hex}00"),
+            format!("sha256={}zz", &hex[..62]),
+            "sha256=".to_owned(),
+            String::new(),
+            "sha25".to_owned(),
+            "sha256=é".to_owned(),
+        ] {
+            assert_eq!(
+                verify(VECTOR_SECRET, Some(&header), VECTOR_BODY),
+                Err(VerifyError::MalformedSignature),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_is_no_secret_even_with_a_header() {
+        assert_eq!(verify("", Some(VECTOR_HEADER), VECTOR_BODY), Err(VerifyError::NoSecret));
+        assert_eq!(verify("", None, VECTOR_BODY), Err(VerifyError::NoSecret));
+    }
+
+    // --- handshake ---------------------------------------------------------------------------
+
+    fn handshake(query: &str) -> Result<HandshakeReply, VerifyError> {
+        verify_handshake(&Secret::new("my-verify-token"), query)
+    }
+
+    #[test]
+    fn the_right_token_gets_the_challenge_back() {
+        assert_eq!(
+            handshake("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=my-verify-token"),
+            Ok(HandshakeReply::Text("1158201444".into()))
+        );
+    }
+
+    #[test]
+    fn a_wrong_or_missing_token_is_refused() {
+        assert_eq!(
+            handshake("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=my-verify-tokeN"),
+            Err(VerifyError::HandshakeRefused)
+        );
+        assert_eq!(handshake("hub.mode=subscribe&hub.challenge=1158201444"), Err(VerifyError::HandshakeRefused));
+        assert_eq!(
+            handshake("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token="),
+            Err(VerifyError::HandshakeRefused)
+        );
+    }
+
+    #[test]
+    fn a_wrong_or_missing_mode_is_refused() {
+        assert_eq!(
+            handshake("hub.mode=unsubscribe&hub.challenge=1158201444&hub.verify_token=my-verify-token"),
+            Err(VerifyError::HandshakeRefused)
+        );
+        assert_eq!(
+            handshake("hub.challenge=1158201444&hub.verify_token=my-verify-token"),
+            Err(VerifyError::HandshakeRefused)
+        );
+    }
+
+    #[test]
+    fn a_missing_challenge_is_a_missing_parameter() {
+        assert_eq!(
+            handshake("hub.mode=subscribe&hub.verify_token=my-verify-token"),
+            Err(VerifyError::MissingParameter("hub.challenge"))
+        );
+    }
+
+    #[test]
+    fn a_challenge_with_leading_zeros_is_echoed_exactly() {
+        // Longer than any integer type, with leading zeros: parsing it as a number would change it.
+        let query =
+            "hub.verify_token=my%2Dverify%2Dtoken&hub.challenge=000123456789012345678901234567890&hub.mode=subscribe";
+        assert_eq!(handshake(query), Ok(HandshakeReply::Text("000123456789012345678901234567890".into())));
+    }
+
+    // --- parsing: bodies ---------------------------------------------------------------------
+
+    #[test]
+    fn a_body_that_is_not_json_is_an_error() {
+        let body = include_str!("../../tests/fixtures/facebook/not_json.txt");
+        assert!(matches!(parse_webhook(body.as_bytes(), &ctx()), Err(ParseError::NotJson(_))));
+        assert!(matches!(parse_webhook(b"", &ctx()), Err(ParseError::NotJson(_))));
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_an_error() {
+        assert_eq!(parse_webhook(br#"[{"object":"page"}]"#, &ctx()), Err(ParseError::NotAnObject));
+    }
+
+    #[test]
+    fn a_whatsapp_body_is_the_wrong_object() {
+        let body = include_str!("../../tests/fixtures/facebook/wrong_object.json");
+        assert_eq!(
+            parse_webhook(body.as_bytes(), &ctx()),
+            Err(ParseError::UnexpectedValue {
+                field: "object",
+                expected: "page",
+                found: "whatsapp_business_account".into()
+            })
+        );
+        assert_eq!(
+            parse_webhook(br#"{"object":7,"entry":[]}"#, &ctx()),
+            Err(ParseError::UnexpectedValue { field: "object", expected: "page", found: "7".into() })
+        );
+        assert_eq!(parse_webhook(br#"{"entry":[]}"#, &ctx()), Err(ParseError::MissingField("object")));
+    }
+
+    #[test]
+    fn a_missing_or_non_array_entry_is_an_error() {
+        let body = include_str!("../../tests/fixtures/facebook/missing_entry.json");
+        assert_eq!(parse_webhook(body.as_bytes(), &ctx()), Err(ParseError::MissingField("entry")));
+        assert_eq!(parse_webhook(br#"{"object":"page"}"#, &ctx()), Err(ParseError::MissingField("entry")));
+    }
+
+    #[test]
+    fn an_empty_batch_gives_no_events() {
+        assert_eq!(parse_webhook(VECTOR_BODY, &ctx()), Ok(vec![]));
+    }
+
+    #[test]
+    fn no_prefix_of_any_fixture_makes_the_parser_panic() {
+        for body in [
+            include_str!("../../tests/fixtures/facebook/mixed_attachments_with_text.json"),
+            include_str!("../../tests/fixtures/facebook/emoji_and_right_to_left.json"),
+            include_str!("../../tests/fixtures/facebook/malformed_elements.json"),
+            include_str!("../../tests/fixtures/facebook/dashboard_test_event.json"),
+        ] {
+            for end in 0..body.len() {
+                let _ = parse_webhook(&body.as_bytes()[..end], &ctx());
+            }
+        }
+    }
+
+    // --- parsing: messages -------------------------------------------------------------------
+
+    #[test]
+    fn a_text_message_is_an_inbound_text_in_the_users_conversation() {
+        let body = include_str!("../../tests/fixtures/facebook/text_message.json");
+        let events = parse(body);
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.platform, Platform::Facebook);
+        assert_eq!(event.account_id, PAGE);
+        assert_eq!(event.contact_id.as_deref(), Some(USER));
+        assert_eq!(event.sender_id.as_deref(), Some(USER));
+        assert_eq!(event.contact_name, None);
+        assert_eq!(event.dedup_key, "mid:m_Zx8Kq2v0aB3cD4eF5gH6");
+        assert_eq!(event.occurred_at, Timestamp::from_millis(1_718_000_000_045));
+        assert_eq!(event.raw, messaging_item(body, 0, 0));
+        let (direction, mid, content) = message(event);
+        assert_eq!((direction, mid), (Direction::Inbound, "m_Zx8Kq2v0aB3cD4eF5gH6"));
+        assert_eq!(content, &MessageContent::text(ContentKind::Text, "Hi, has my order shipped?"));
+    }
+
+    #[test]
+    fn a_quick_reply_keeps_its_title_and_payload_and_a_reply_names_the_quoted_message() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/quick_reply_and_reply_to.json"));
+        assert_eq!(events.len(), 2);
+        let (_, _, quick) = message(&events[0]);
+        assert_eq!(quick.kind, ContentKind::QuickReply);
+        assert_eq!(quick.text.as_deref(), Some("Yes, cancel it"));
+        assert_eq!(quick.payload.as_deref(), Some("CANCEL_ORDER_7781"));
+        let (_, mid, reply) = message(&events[1]);
+        assert_eq!(mid, "m_Rp0001");
+        assert_eq!(reply.kind, ContentKind::Text);
+        assert_eq!(reply.reply_to.as_deref(), Some("m_Out0007"));
+    }
+
+    #[test]
+    fn an_attachment_only_message_is_media_without_text() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/image_attachment_only.json"));
+        let (_, mid, content) = message(&events[0]);
+        assert_eq!(mid, "m_At0001");
+        assert_eq!(content.kind, ContentKind::Media);
+        assert_eq!(content.text, None);
+        assert_eq!(
+            content.attachments,
+            vec![Attachment {
+                kind: "image".into(),
+                url: Some("https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1&sig=x".into()),
+                ..Default::default()
+            }]
+        );
+    }
+
+    #[test]
+    fn every_attachment_is_kept_with_its_own_type_and_the_text_beside_them() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/mixed_attachments_with_text.json"));
+        let (_, _, content) = message(&events[0]);
+        assert_eq!(content.kind, ContentKind::Media);
+        assert_eq!(content.text.as_deref(), Some("Photos of the damaged box and the receipt"));
+        let kinds: Vec<&str> = content.attachments.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(kinds, ["image", "file", "audio", "fallback", "reel", "template", "appointment_booking"]);
+        let fallback = &content.attachments[3];
+        assert_eq!(fallback.url.as_deref(), Some("https://l.facebook.com/l.php?u=https%3A%2F%2Ftrack.example%2F7781"));
+        assert_eq!(fallback.name.as_deref(), Some("Parcel tracking | Acme Post"));
+        assert_eq!(content.attachments[4].url.as_deref(), Some("https://www.facebook.com/reel/100200300400500"));
+        assert_eq!(content.attachments[5].url, None);
+        assert!(content.attachments.iter().all(|a| a.mime_type.is_none()));
+    }
+
+    #[test]
+    fn stickers_locations_and_empty_messages_get_their_own_content() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/sticker_and_location.json"));
+        assert_eq!(events.len(), 3);
+
+        let (_, _, sticker) = message(&events[0]);
+        assert_eq!(sticker.kind, ContentKind::Media);
+        assert_eq!(sticker.attachments.len(), 1);
+        assert_eq!(sticker.attachments[0].kind, "sticker");
+        assert_eq!(sticker.attachments[0].media_id.as_deref(), Some("369239263222822"));
+        assert!(sticker.attachments[0].url.as_deref().is_some_and(|u| u.ends_with("_n.png")));
+
+        let (_, _, place) = message(&events[1]);
+        assert_eq!(place.kind, ContentKind::Location);
+        assert!(place.attachments.is_empty());
+        let location = place.location.as_ref().expect("a location");
+        assert_eq!((location.latitude, location.longitude), (38.7223, -9.1393));
+        assert_eq!(location.name.as_deref(), Some("Pinned Location"));
+
+        let (_, mid, empty) = message(&events[2]);
+        assert_eq!(mid, "m_Em0001");
+        assert_eq!(empty, &MessageContent::empty(ContentKind::Unsupported));
+    }
+
+    #[test]
+    fn echo_lands_in_the_users_conversation() {
+        let body = include_str!("../../tests/fixtures/facebook/echo.json");
+        let events = parse(body);
+        let event = &events[0];
+        assert_eq!(event.account_id, PAGE);
+        assert_eq!(event.contact_id.as_deref(), Some(USER));
+        assert_eq!(event.sender_id.as_deref(), Some(PAGE));
+        assert_eq!(event.dedup_key, "mid:m_Out0008");
+        assert_eq!(event.raw["message"]["app_id"], 1_234_567_890_123_u64);
+        let (direction, mid, content) = message(event);
+        assert_eq!((direction, mid), (Direction::Outbound, "m_Out0008"));
+        assert_eq!(content.text.as_deref(), Some("It shipped this morning."));
+    }
+
+    #[test]
+    fn deliveries_and_reads_are_receipts_dated_by_their_watermark() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/delivery_and_read.json"));
+        assert_eq!(events.len(), 3);
+        let watermark = Timestamp::from_millis(1_718_000_200_999);
+
+        assert_eq!(
+            receipt(&events[0]),
+            &Receipt {
+                kind: ReceiptKind::Delivered,
+                message_ids: vec!["m_Out0008".into(), "m_Out0009".into()],
+                watermark: Some(watermark),
+                error: None::<MessageError>,
+            }
+        );
+        assert_eq!(events[0].occurred_at, watermark, "no timestamp: dated by the watermark");
+        assert_eq!(events[0].contact_id.as_deref(), Some(USER));
+        assert_eq!(events[0].account_id, PAGE);
+        assert_eq!(events[0].dedup_key, "delivery:7212345678901234:1718000200999");
+
+        assert!(receipt(&events[1]).message_ids.is_empty(), "mids may be missing");
+        assert_eq!(events[1].dedup_key, "delivery:7212345678901234:1718000250000");
+
+        let read = receipt(&events[2]);
+        assert_eq!((read.kind, read.watermark), (ReceiptKind::Read, Some(watermark)));
+        assert!(read.message_ids.is_empty());
+        assert_eq!(events[2].occurred_at, Timestamp::from_millis(1_718_000_300_000));
+        assert_eq!(events[2].dedup_key, "read:7212345678901234:1718000200999");
+    }
+
+    #[test]
+    fn a_postback_uses_its_mid_or_a_key_of_who_tapped_what_when() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/postbacks.json"));
+        let (direction, mid, content) = message(&events[0]);
+        assert_eq!((direction, mid), (Direction::Inbound, "m_Pb0001"));
+        assert_eq!(events[0].dedup_key, "mid:m_Pb0001");
+        assert_eq!(content.kind, ContentKind::Postback);
+        assert_eq!(content.text.as_deref(), Some("Get Started"));
+        assert_eq!(content.payload.as_deref(), Some("GET_STARTED"));
+
+        let (_, mid, content) = message(&events[1]);
+        assert_eq!(mid, "postback:7212345678901234:1718000401000:TRACK_ORDER");
+        assert_eq!(events[1].dedup_key, mid);
+        assert_eq!(content.payload.as_deref(), Some("TRACK_ORDER"));
+    }
+
+    #[test]
+    fn reactions_carry_the_emoji_or_name_and_unreact_has_no_text() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/reactions.json"));
+        assert_eq!(events.len(), 3);
+        let expected = [
+            (Some("\u{2764}\u{fe0f}"), "react", "reaction:7212345678901234:m_Out0008:react:1718000500000"),
+            (Some("wow"), "react", "reaction:7212345678901234:m_Out0008:react:1718000500500"),
+            (None, "unreact", "reaction:7212345678901234:m_Out0008:unreact:1718000501000"),
+        ];
+        for (event, (text, action, key)) in events.iter().zip(expected) {
+            let (direction, mid, content) = message(event);
+            assert_eq!((direction, mid), (Direction::Inbound, key));
+            assert_eq!(event.dedup_key, key);
+            assert_eq!(content.kind, ContentKind::Reaction);
+            assert_eq!(content.text.as_deref(), text);
+            assert_eq!(content.payload.as_deref(), Some(action));
+            assert_eq!(content.reply_to.as_deref(), Some("m_Out0008"));
+        }
+    }
+
+    #[test]
+    fn referral_and_account_linking_are_activities_without_the_authorization_code() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/referral_and_account_linking.json"));
+        assert_eq!(
+            events[0].kind,
+            EventKind::Activity {
+                name: "referral".into(),
+                detail: Some("ref=summer-promo, source=SHORTLINK, type=OPEN_THREAD".into())
+            }
+        );
+        assert_eq!(
+            events[1].kind,
+            EventKind::Activity { name: "account_linking".into(), detail: Some("linked".into()) }
+        );
+        assert!(!format!("{:?}", events[1].kind).contains("acme-7f3a"));
+        assert_eq!(events[1].contact_id.as_deref(), Some(USER));
+        assert_ne!(events[0].dedup_key, events[1].dedup_key);
+    }
+
+    #[test]
+    fn unmodelled_events_are_kept_as_unknown_with_their_raw_item() {
+        let body = include_str!("../../tests/fixtures/facebook/unmodelled_events.json");
+        let events = parse(body);
+        let types: Vec<&str> = events.iter().map(unknown_type).collect();
+        assert_eq!(types, ["optin", "pass_thread_control", "policy_enforcement"]);
+        for (index, event) in events.iter().enumerate() {
+            assert_eq!(event.raw, messaging_item(body, 0, index));
+            assert_eq!(event.dedup_key, format!("unknown:{}", content_key(&event.raw)));
+            assert_eq!(event.account_id, PAGE);
+        }
+        assert_eq!(events[0].contact_id.as_deref(), Some(USER));
+        assert_eq!(events[0].occurred_at, Timestamp::from_millis(1_718_000_800_000));
+        assert_eq!(events[2].contact_id, None, "policy_enforcement has no sender");
+    }
+
+    #[test]
+    fn every_item_of_every_entry_comes_out_in_body_order() {
+        let body = include_str!("../../tests/fixtures/facebook/batch_of_entries.json");
+        let events = parse(body);
+        let summary: Vec<(&str, Option<&str>, &str)> =
+            events.iter().map(|e| (e.account_id.as_str(), e.contact_id.as_deref(), e.dedup_key.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                (PAGE, Some(USER), "mid:m_Bt0001"),
+                (PAGE, Some("6398765432109876"), "mid:m_Bt0002"),
+                (PAGE, Some(USER), "read:7212345678901234:1718000999000"),
+                ("209876543210987", Some("5550001112223334"), "mid:m_Bt0003"),
+                ("209876543210987", Some("5550001112223334"), "mid:m_Bt0004"),
+            ]
+        );
+        assert_eq!(events[1].raw, messaging_item(body, 0, 1));
+        let standby: Value = serde_json::from_str::<Value>(body).expect("JSON")["entry"][1]["standby"][0].clone();
+        assert_eq!(events[4].raw, standby);
+    }
+
+    #[test]
+    fn emoji_and_right_to_left_text_are_kept_exactly() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/emoji_and_right_to_left.json"));
+        let texts: Vec<&str> = events.iter().map(|e| message(e).2.text.as_deref().expect("text")).collect();
+        assert_eq!(texts, ["مرحبا، هل وصل طلبي؟ 📦", "שלום! 👋🏽 תודה 👨\u{200d}👩\u{200d}👧", "Obrigada 🙏 — שלום",]);
+        assert_eq!(texts[1].as_bytes()[..2], [0xd7, 0xa9], "Hebrew shin, UTF-8 encoded");
+    }
+
+    #[test]
+    fn the_dashboard_test_event_is_parsed_with_its_string_seconds_timestamp() {
+        let body = include_str!("../../tests/fixtures/facebook/dashboard_test_event.json");
+        let events = parse(body);
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(event.account_id, "23245");
+        assert_eq!(event.contact_id.as_deref(), Some("12334"));
+        assert_eq!(event.occurred_at, Timestamp::from_secs(1_527_459_824));
+        let value = serde_json::from_str::<Value>(body).expect("JSON")["value"].clone();
+        assert_eq!(event.raw, value);
+        let (_, _, content) = message(event);
+        assert_eq!(content.kind, ContentKind::Postback);
+        assert_eq!(content.payload.as_deref(), Some("USER-DEFINED-PAYLOAD"));
+    }
+
+    #[test]
+    fn dashboard_changes_inside_an_entry_are_parsed_as_messaging_items() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/dashboard_changes_entry.json"));
+        assert_eq!(events.len(), 2);
+        let (_, mid, content) = message(&events[0]);
+        assert_eq!((mid, content.text.as_deref()), ("test_message_id", Some("test_message")));
+        assert_eq!(events[0].account_id, "23245");
+        assert_eq!(events[0].occurred_at, Timestamp::from_millis(1_527_459_824_000));
+        assert_eq!(unknown_type(&events[1]), "feed");
+        assert_eq!(events[1].raw["value"], "not a messaging item");
+    }
+
+    #[test]
+    fn numeric_ids_read_the_same_as_string_ids() {
+        let events = parse(include_str!("../../tests/fixtures/facebook/numeric_ids.json"));
+        assert_eq!(events[0].account_id, PAGE);
+        assert_eq!(events[0].contact_id.as_deref(), Some(USER));
+        assert_eq!(events[0].occurred_at, Timestamp::from_millis(1_718_001_300_100));
+        assert_eq!(events[1].contact_id.as_deref(), Some(USER), "numeric echo still lands with the user");
+        assert_eq!(events[1].sender_id.as_deref(), Some(PAGE));
+        assert_eq!(message(&events[1]).0, Direction::Outbound);
+    }
+
+    #[test]
+    fn an_item_without_a_sender_becomes_unknown_not_an_error() {
+        let body = include_str!("../../tests/fixtures/facebook/malformed_elements.json");
+        let events = parse(body);
+        assert_eq!(events.len(), 4);
+
+        assert_eq!(unknown_type(&events[0]), "message.malformed");
+        assert_eq!(events[0].raw, messaging_item(body, 0, 0));
+        assert_eq!(events[0].account_id, PAGE);
+        assert_eq!(events[0].contact_id, None);
+        assert_eq!(events[0].occurred_at, Timestamp::from_millis(1_718_001_400_100));
+
+        assert_eq!(unknown_type(&events[1]), "message.malformed", "a message without a mid has no identity");
+        assert_eq!(events[1].contact_id.as_deref(), Some(USER));
+
+        assert_eq!(events[2].contact_id.as_deref(), Some("cp-user-ref-5f2a"), "chat plugin user_ref");
+        assert_eq!(message(&events[2]).1, "m_Cp0001");
+
+        assert_eq!(unknown_type(&events[3]), "messaging");
+        assert_eq!(events[3].raw, "not even an object");
+        assert_eq!(events[3].occurred_at, RECEIVED_AT);
+        assert_eq!(events[3].account_id, PAGE);
+    }
+
+    #[test]
+    fn an_entry_without_any_batch_is_kept_as_unknown() {
+        let events = parse(r#"{"object":"page","entry":[{"id":"104857600123456","time":1718001500000}, 42]}"#);
+        assert_eq!(events.iter().map(unknown_type).collect::<Vec<_>>(), ["entry", "entry"]);
+        assert_eq!(events[0].account_id, PAGE);
+        assert_eq!(events[1].account_id, "configured-page");
+        assert_ne!(events[0].dedup_key, events[1].dedup_key);
+    }
+
+    #[test]
+    fn a_redelivery_gives_the_same_dedup_keys() {
+        let all = [
+            include_str!("../../tests/fixtures/facebook/batch_of_entries.json"),
+            include_str!("../../tests/fixtures/facebook/delivery_and_read.json"),
+            include_str!("../../tests/fixtures/facebook/postbacks.json"),
+            include_str!("../../tests/fixtures/facebook/reactions.json"),
+            include_str!("../../tests/fixtures/facebook/referral_and_account_linking.json"),
+            include_str!("../../tests/fixtures/facebook/unmodelled_events.json"),
+        ];
+        let later =
+            ParseContext { account_id: "configured-page", received_at: Timestamp::from_millis(1_719_000_000_000) };
+        let mut keys = Vec::new();
+        for body in all {
+            let first: Vec<String> = parse(body).into_iter().map(|e| e.dedup_key).collect();
+            let again: Vec<String> =
+                parse_webhook(body.as_bytes(), &later).expect("parses").into_iter().map(|e| e.dedup_key).collect();
+            assert_eq!(first, again);
+            keys.extend(first);
+        }
+        let distinct: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "every event has its own key: {keys:?}");
+    }
 }
