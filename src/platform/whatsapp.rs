@@ -286,7 +286,11 @@ fn status_event(status: &Value, account_id: &str, ctx: &ParseContext<'_>) -> Inb
     let (Some(kind), Some(wamid), Some(status_name)) = (receipt_kind, id_field(status, "id"), status_name.clone())
     else {
         let event_type = format!("status.{}", status_name.as_deref().unwrap_or("malformed"));
-        return unknown_event(event_type, account_id.to_owned(), recipient, occurred_at, status);
+        // As for known statuses: the recipient is the conversation, but not the sender.
+        return InboundEvent {
+            sender_id: None,
+            ..unknown_event(event_type, account_id.to_owned(), recipient, occurred_at, status)
+        };
     };
     let error = match kind {
         ReceiptKind::Failed => Some(failure(status)),
@@ -687,7 +691,9 @@ mod tests {
             ("131026", "Message undeliverable")
         );
 
+        assert!(events.iter().all(|e| e.sender_id.is_none()), "a status names no sender");
         assert_eq!(unknown_type(&events[5]), "status.deleted");
+        assert_eq!(events[5].contact_id.as_deref(), Some(ANA));
         assert_eq!(events[5].raw, element(body, 0, "statuses", 5));
         assert!(events[5].dedup_key.starts_with("unknown:"));
     }
