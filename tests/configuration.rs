@@ -32,7 +32,8 @@ fn config_in(dir_hint: &str) -> String {
 
 #[test]
 fn a_missing_signing_secret_exits_1_naming_the_key() {
-    let config = config_in("/nonexistent/store").replace(&format!("app_secret = \"{WHATSAPP_SECRET}\""), "app_secret = \"\"")
+    let config = config_in("/nonexistent/store")
+        .replace(&format!("app_secret = \"{WHATSAPP_SECRET}\""), "app_secret = \"\"")
         .replace(&format!("app_secret = \"{FACEBOOK_SECRET}\""), "app_secret = \"\"");
     let (output, _dir) = parley(&["serve"], &config, &[]);
     assert_eq!(output.status.code(), Some(1));
@@ -45,7 +46,8 @@ fn a_missing_signing_secret_exits_1_naming_the_key() {
 
 #[test]
 fn whatsapp_falls_back_to_the_facebook_app_secret() {
-    let config = config_in("/nonexistent/store").replace(&format!("app_secret = \"{WHATSAPP_SECRET}\""), "app_secret = \"\"");
+    let config =
+        config_in("/nonexistent/store").replace(&format!("app_secret = \"{WHATSAPP_SECRET}\""), "app_secret = \"\"");
     let (output, _dir) = parley(&["check-config"], &config, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
@@ -83,7 +85,11 @@ fn check_config_redacts_secrets_and_says_where_values_came_from() {
     let (output, _dir) = parley(
         &["check-config"],
         &config_in("/x"),
-        &[("WHATSAPP_PHONE_NUMBER_ID", "0123456"), ("PARLEY_VIBER__BOT_NAME", "Env Bot"), ("VIBER_BOT_TOKEN", "env-viber-token")],
+        &[
+            ("WHATSAPP_PHONE_NUMBER_ID", "0123456"),
+            ("PARLEY_VIBER__BOT_NAME", "Env Bot"),
+            ("VIBER_BOT_TOKEN", "env-viber-token"),
+        ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let out = String::from_utf8_lossy(&output.stdout);
@@ -95,7 +101,10 @@ fn check_config_redacts_secrets_and_says_where_values_came_from() {
     assert!(line("whatsapp.phone_number_id").contains("\"0123456\""), "{out}");
     assert!(line("whatsapp.phone_number_id").contains("environment variable `WHATSAPP_PHONE_NUMBER_ID`"), "{out}");
     assert!(line("viber.bot_name").contains("PARLEY_VIBER__BOT_NAME"), "{out}");
-    assert!(line("viber.bot_token").contains("[redacted]") && line("viber.bot_token").contains("VIBER_BOT_TOKEN"), "{out}");
+    assert!(
+        line("viber.bot_token").contains("[redacted]") && line("viber.bot_token").contains("VIBER_BOT_TOKEN"),
+        "{out}"
+    );
     assert!(line("server.header_read_timeout_secs").contains("built-in default"), "{out}");
     assert!(line("facebook.app_secret").contains("[redacted]"), "{out}");
 }

@@ -146,7 +146,7 @@ async fn bad_or_missing_signatures_get_401_and_store_nothing() {
     let body = messenger_body();
     let cases: Vec<(&str, Option<(&str, String)>)> = vec![
         ("facebook", None),
-        ("facebook", Some(("X-Hub-Signature-256", "sha256=00".repeat(1)))),
+        ("facebook", Some(("X-Hub-Signature-256", format!("sha256={}", "00".repeat(32))))),
         // Signed with another platform's secret.
         ("facebook", Some(signature_header("whatsapp", body.as_bytes()))),
         ("viber", Some(("X-Viber-Content-Signature", "ab".repeat(32)))),
@@ -165,7 +165,8 @@ async fn bad_or_missing_signatures_get_401_and_store_nothing() {
     // A body changed after signing.
     let (header, value) = signature_header("facebook", body.as_bytes());
     let tampered = body.replace("shipped?", "shipped!");
-    let response = client.post(daemon.url("/webhooks/facebook")).header(header, value).body(tampered).send().await.unwrap();
+    let response =
+        client.post(daemon.url("/webhooks/facebook")).header(header, value).body(tampered).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
     let (_, all) = api_get(&client, &daemon, "/api/conversations").await;
     assert_eq!(all["conversations"], json!([]));
@@ -187,7 +188,9 @@ async fn viber_signature_in_the_sig_query_parameter_is_accepted() {
 async fn handshakes_answer_the_challenge_or_403() {
     let daemon = Daemon::start();
     let client = client();
-    let url = daemon.url(&format!("/webhooks/facebook?hub.mode=subscribe&hub.verify_token={FACEBOOK_VERIFY}&hub.challenge=0012345"));
+    let url = daemon.url(&format!(
+        "/webhooks/facebook?hub.mode=subscribe&hub.verify_token={FACEBOOK_VERIFY}&hub.challenge=0012345"
+    ));
     let response = client.get(url).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
@@ -195,7 +198,8 @@ async fn handshakes_answer_the_challenge_or_403() {
 
     let url = daemon.url("/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1");
     assert_eq!(client.get(url).send().await.unwrap().status().as_u16(), 403);
-    let url = daemon.url(&format!("/webhooks/whatsapp?hub.mode=unsubscribe&hub.verify_token={WHATSAPP_VERIFY}&hub.challenge=1"));
+    let url = daemon
+        .url(&format!("/webhooks/whatsapp?hub.mode=unsubscribe&hub.verify_token={WHATSAPP_VERIFY}&hub.challenge=1"));
     assert_eq!(client.get(url).send().await.unwrap().status().as_u16(), 403);
 
     let code = "8f1b6c2e-5d4a-4e7b-9c3d-2a1f0e9d8c7b";
@@ -222,7 +226,8 @@ async fn api_needs_the_bearer_token() {
 
 #[tokio::test]
 async fn empty_api_token_refuses_every_call() {
-    let daemon = Daemon::start_with(|store| base_config(store).replace(&format!("token = \"{API_TOKEN}\""), "token = \"\""));
+    let daemon =
+        Daemon::start_with(|store| base_config(store).replace(&format!("token = \"{API_TOKEN}\""), "token = \"\""));
     let client = client();
     let response = client.get(daemon.url("/api/conversations")).bearer_auth("").send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
@@ -230,7 +235,8 @@ async fn empty_api_token_refuses_every_call() {
 
 #[tokio::test]
 async fn unknown_routes_methods_and_disabled_platforms_get_short_json_errors() {
-    let daemon = Daemon::start_with(|store| base_config(store).replace("[viber]\nenabled = true", "[viber]\nenabled = false"));
+    let daemon =
+        Daemon::start_with(|store| base_config(store).replace("[viber]\nenabled = true", "[viber]\nenabled = false"));
     let client = client();
     let cases = [
         ("GET", "/nowhere", 404),
@@ -249,12 +255,8 @@ async fn unknown_routes_methods_and_disabled_platforms_get_short_json_errors() {
         ("DELETE", "/api/conversations", 405),
     ];
     for (method, path, expected) in cases {
-        let response = client
-            .request(method.parse().unwrap(), daemon.url(path))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            client.request(method.parse().unwrap(), daemon.url(path)).bearer_auth(API_TOKEN).send().await.unwrap();
         assert_eq!(response.status().as_u16(), expected, "{method} {path}");
         let body: Value = response.json().await.unwrap_or(Value::Null);
         assert!(body["error"]["code"].is_string() && body["error"]["message"].is_string(), "{method} {path}: {body}");
@@ -321,7 +323,9 @@ async fn conversations_page_with_cursors_newest_first() {
     loop {
         let (status, page) = api_get(&client, &daemon, &path).await;
         assert_eq!(status, 200);
-        seen.extend(page["conversations"].as_array().unwrap().iter().map(|c| c["contact_id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page["conversations"].as_array().unwrap().iter().map(|c| c["contact_id"].as_str().unwrap().to_owned()),
+        );
         match page["next"].as_str() {
             Some(next) => path = format!("/api/conversations?limit=3&before={next}"),
             None => break,

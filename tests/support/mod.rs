@@ -162,6 +162,11 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon is running").id()
+    }
+
     /// SIGKILL: no shutdown, no final flush.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
