@@ -140,3 +140,21 @@ fn the_shipped_config_validates() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("development secrets in use"));
 }
+
+#[test]
+fn development_secrets_are_refused_on_a_public_address() {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")).unwrap();
+    let (output, _dir) = parley(&["check-config"], &shipped, &[("PARLEY_SERVER__LISTEN", "0.0.0.0:8000")]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("server.listen") && err.contains("PARLEY_SERVER__LISTEN") && err.contains("dev-only-"),
+        "{err}"
+    );
+}
+
+#[test]
+fn blank_guide_variables_do_not_blank_out_the_file() {
+    let (output, _dir) = parley(&["check-config"], &config_in("/x"), &[("FACEBOOK_APP_SECRET", "")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -82,6 +82,7 @@ impl Actor for ConversationActor {
                 match state.store.ingest(&events, received_at) {
                     Ok(outcome) => {
                         state.counts.messages += outcome.messages;
+                        state.counts.conversations += outcome.conversations;
                         state.counts.events += outcome.stored;
                         tracing::debug!(
                             message = "Events stored.",

@@ -71,12 +71,14 @@ pub fn parley_variables() -> Vec<EnvVariable> {
     found
 }
 
-/// The legacy variables present now, in the order of [`LEGACY_VARIABLES`].
+/// The legacy variables present now, in the order of [`LEGACY_VARIABLES`]. An empty one counts as
+/// unset: `.env` files from the setup guides often carry blank placeholders, which must not blank
+/// out a value from config.toml.
 pub fn legacy_variables() -> Vec<EnvVariable> {
     LEGACY_VARIABLES
         .iter()
         .filter_map(|(variable, key)| {
-            let value = std::env::var_os(variable)?;
+            let value = std::env::var_os(variable).filter(|v| !v.is_empty())?;
             Some(EnvVariable {
                 variable: (*variable).to_owned(),
                 key: (*key).to_owned(),

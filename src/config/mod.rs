@@ -419,6 +419,17 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
             problems.push(format!("{key} ({}): must be above 0", source_of(key)));
         }
     }
+    let on_development_secrets = config.platforms_on_development_secrets();
+    if !on_development_secrets.is_empty() && !config.server.listen.ip().is_loopback() {
+        let names: Vec<String> = on_development_secrets.iter().map(ToString::to_string).collect();
+        problems.push(format!(
+            "server.listen ({}): {} is not a loopback address, but {} still use the shipped `{DEVELOPMENT_SECRET_PREFIX}` secrets, \
+             which anyone can read; set real secrets first (README, Production)",
+            source_of("server.listen"),
+            config.server.listen,
+            names.join(", ")
+        ));
+    }
     if config.linkedin.enabled && (li.api_version.len() != 6 || !li.api_version.bytes().all(|b| b.is_ascii_digit())) {
         problems.push(format!(
             "linkedin.api_version ({}): `{}` is not of the form YYYYMM",

@@ -62,6 +62,8 @@ pub struct IngestOutcome {
     pub duplicates: usize,
     /// Of the stored events, how many became messages.
     pub messages: usize,
+    /// Conversations this body started.
+    pub conversations: usize,
 }
 
 /// A raw event as kept in the `events` tree.
@@ -410,6 +412,7 @@ impl IngestTx<'_> {
                 created_at: event.occurred_at,
                 updated_at: event.occurred_at,
             });
+            outcome.conversations += 1;
         }
 
         let mut message_id = None;

@@ -32,7 +32,7 @@ fn a_message_creates_its_conversation_and_counts_unread() {
     let (_dir, store) = temp_store();
     let events = [text_event("user-1", "m_1", 1_000, "hello"), text_event("user-1", "m_2", 2_000, "again")];
     let outcome = store.ingest(&events, Timestamp::from_millis(5_000)).unwrap();
-    assert_eq!(outcome, IngestOutcome { stored: 2, duplicates: 0, messages: 2 });
+    assert_eq!(outcome, IngestOutcome { stored: 2, duplicates: 0, messages: 2, conversations: 1 });
     let page = store.conversations_page(None, 10, None).unwrap();
     assert_eq!(page.items.len(), 1);
     let conv = &page.items[0];
@@ -51,7 +51,7 @@ fn redelivered_events_are_stored_once() {
     let events = [text_event("user-1", "m_1", 1_000, "hello")];
     store.ingest(&events, Timestamp::from_millis(5_000)).unwrap();
     let again = store.ingest(&events, Timestamp::from_millis(6_000)).unwrap();
-    assert_eq!(again, IngestOutcome { stored: 0, duplicates: 1, messages: 0 });
+    assert_eq!(again, IngestOutcome { stored: 0, duplicates: 1, messages: 0, conversations: 0 });
     // A duplicate inside one body is also stored once.
     let twice = [text_event("user-2", "m_9", 1_000, "x"), text_event("user-2", "m_9", 1_000, "x")];
     assert_eq!(store.ingest(&twice, Timestamp::from_millis(7_000)).unwrap().duplicates, 1);
