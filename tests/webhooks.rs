@@ -345,3 +345,18 @@ async fn sigterm_finishes_in_flight_work_flushes_and_exits_zero() {
     let daemon = daemon.restart();
     assert_eq!(conversations(&client, &daemon, "viber").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let daemon = Daemon::start_with(|store| {
+        base_config(store).replace("[server]\n", "[server]\nheader_read_timeout_secs = 1\n")
+    });
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&daemon.addr).await.unwrap();
+    stream.write_all(b"POST /webhooks/facebook HTTP/1.1\r\nHost: slow\r\nX-Slow: ").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after 10 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
