@@ -393,6 +393,38 @@ pub struct Message {
     pub received_at: Timestamp,
 }
 
+/// A WhatsApp message template (the only thing WhatsApp lets a business send outside the 24-hour
+/// window).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// The approved template's name.
+    pub name: String,
+    /// Its language code, e.g. `pt_BR`.
+    pub language: String,
+    /// The `components` array as the Cloud API takes it (header/body/button parameters); may be empty.
+    #[serde(default)]
+    pub components: Vec<serde_json::Value>,
+}
+
+/// One message to send, as the channel actor hands it to a platform's `build_send_request`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// Our message id; sent along where the platform echoes it back (Messenger `metadata`, WhatsApp
+    /// `biz_opaque_callback_data`, Viber `tracking_data`) so receipts and echoes can be matched.
+    pub id: String,
+    /// Who receives it: a PSID, a WhatsApp number or wa_id, a Viber user id, or for LinkedIn the
+    /// post (activity or share URN) the comment goes under.
+    pub recipient: String,
+    /// A platform message to quote (WhatsApp `context`) or, for LinkedIn, the parent comment URN.
+    pub reply_to: Option<String>,
+    pub text: Option<String>,
+    /// At most one attachment per message, sent by URL (`kind`: image, video, audio or file).
+    pub attachments: Vec<Attachment>,
+    /// WhatsApp only.
+    pub template: Option<Template>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

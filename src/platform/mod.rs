@@ -99,6 +99,136 @@ pub enum ParseError {
     MissingField(&'static str),
 }
 
+/// An HTTP method the platform APIs use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiMethod {
+    Get,
+    Post,
+}
+
+/// A request body and its content type.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ApiBody {
+    Empty,
+    /// `application/json`.
+    Json(Vec<u8>),
+    /// `application/x-www-form-urlencoded`.
+    Form(Vec<u8>),
+}
+
+/// A request to a platform API, built by the pure core and executed by the shell (reqwest). It may
+/// carry credentials (headers, query, form body), so its `Debug` shows only the method, the URL
+/// without its query, and header names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiRequest {
+    pub method: ApiMethod,
+    /// The full URL, query included.
+    pub url: String,
+    /// Extra headers (`Authorization`, `X-Viber-Auth-Token`, `LinkedIn-Version`...); the content type
+    /// follows from `body`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: ApiBody,
+}
+
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.url.split('?').next().unwrap_or_default();
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| *name).collect();
+        write!(f, "{:?} {path} headers={names:?}", self.method)
+    }
+}
+
+/// A platform's answer as the shell received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiResponse {
+    pub status: u16,
+    /// Header names lower-case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    /// A header's value by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `Retry-After` in whole seconds, if present and numeric.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(std::time::Duration::from_secs)
+    }
+}
+
+/// What a channel knows when it builds a send request.
+#[derive(Clone, Copy, Debug)]
+pub struct SendContext<'a> {
+    /// `facebook.api_base` (Graph, with version), `whatsapp.api_base`, `viber.api_base`, `linkedin.api_base`.
+    pub api_base: &'a str,
+    /// Our account: Page id, phone_number_id, Viber bot name, LinkedIn organization URN.
+    pub account_id: &'a str,
+    /// The credential in use now (it may have been refreshed since start).
+    pub access_token: &'a Secret,
+    /// Viber's required `sender.name` (`viber.bot_name`); unused elsewhere.
+    pub sender_name: &'a str,
+    /// LinkedIn's `LinkedIn-Version` (YYYYMM); unused elsewhere.
+    pub api_version: &'a str,
+}
+
+/// Why a message cannot be sent as asked: the API answers 422 before anything is queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("a message needs text, an attachment or a template")]
+    Empty,
+    #[error("text is {length} characters; {platform} allows at most {max}")]
+    TextTooLong { platform: Platform, length: usize, max: usize },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("`{field}` is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// How a send attempt ended, from the platform's answer alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted; the platform's id for the new message.
+    Sent { platform_message_id: String },
+    /// A temporary failure (429, 5xx, throttling codes): retry after `after` if the platform said,
+    /// else with back-off. `recipient_only` when only this recipient is throttled (WhatsApp 131056,
+    /// Viber's per-user limit), so other conversations may go on.
+    Retry { after: Option<std::time::Duration>, error: crate::model::MessageError, recipient_only: bool },
+    /// Retrying cannot help (unknown recipient, outside the window, not subscribed, validation).
+    Failed(crate::model::MessageError),
+    /// The credential is expired or invalid: refresh once and retry, else mark the channel not ready.
+    TokenRejected(crate::model::MessageError),
+}
+
+/// A token as introspected (Meta `debug_token`, LinkedIn `introspectToken`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenStatus {
+    pub valid: bool,
+    /// `None` when the token never expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A token a platform issued (Meta long-lived exchange, LinkedIn refresh).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub access_token: Secret,
+    /// Seconds from issue; `None` when not given.
+    pub expires_in: Option<u64>,
+    /// LinkedIn issues a refresh token with each refresh (its expiry does not slide).
+    pub refresh_token: Option<Secret>,
+    pub refresh_token_expires_in: Option<u64>,
+}
+
+/// A token endpoint answered with something we cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("token endpoint answered {status}: {message}")]
+pub struct TokenError {
+    pub status: u16,
+    pub message: String,
+}
+
 /// Verifies a signature on behalf of whichever platform.
 pub fn verify_signature(
     platform: Platform,
