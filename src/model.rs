@@ -142,6 +142,8 @@ pub enum ContentKind {
     Mention,
     /// A message type the platform itself could not render, or one we do not model; see the raw event.
     Unsupported,
+    /// A WhatsApp template we sent: `payload` is the template's name.
+    Template,
 }
 
 /// A file, picture or link that came with a message.
@@ -391,6 +393,10 @@ pub struct Message {
     pub contacts: Vec<SharedContact>,
     /// When Parley stored it.
     pub received_at: Timestamp,
+    /// Outbound only: when the request that the platform accepted was made. Delivery and read
+    /// watermarks are compared with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_at: Option<Timestamp>,
 }
 
 /// A WhatsApp message template (the only thing WhatsApp lets a business send outside the 24-hour

@@ -45,6 +45,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub log: LogConfig,
     pub supervisor: SupervisorConfig,
+    pub outbound: OutboundConfig,
     pub facebook: FacebookConfig,
     pub whatsapp: WhatsappConfig,
     pub viber: ViberConfig,
@@ -112,6 +113,25 @@ pub struct SupervisorConfig {
     pub max_restart_backoff_ms: u64,
 }
 
+/// `[outbound]`: how channels send, for every platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Send requests in flight at once per channel (different conversations; one per conversation).
+    pub max_in_flight: usize,
+    /// Messages waiting per channel; beyond it the API answers 429.
+    pub max_queued: usize,
+    /// A temporary failure is retried until this long after the message was queued, then `failed`.
+    pub retry_deadline_secs: u64,
+    /// First retry delay; doubles per attempt, with jitter, up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// One send request may take this long (connect, send, answer).
+    pub request_timeout_secs: u64,
+    /// How often tokens are introspected (Meta `debug_token`, LinkedIn `introspectToken`).
+    pub token_check_interval_secs: u64,
+}
+
 /// `[facebook]`: Messenger for one Page.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +144,8 @@ pub struct FacebookConfig {
     #[serde(deserialize_with = "string_or_integer")]
     pub page_id: String,
     pub page_access_token: Secret,
+    /// Optional short-lived user token: exchanged at start for a long-lived one (kept in the store).
+    pub user_access_token: Secret,
     pub api_base: String,
     pub rate_per_second: u32,
 }
@@ -145,6 +167,9 @@ pub struct WhatsappConfig {
     pub access_token: Secret,
     pub api_base: String,
     pub rate_per_second: u32,
+    /// The pair limit: about one message per 6 s to one recipient, with short bursts allowed.
+    pub per_recipient_interval_secs: u64,
+    pub per_recipient_burst: u32,
 }
 
 /// `[viber]`: one bot.
@@ -173,6 +198,8 @@ pub struct LinkedinConfig {
     #[serde(deserialize_with = "string_or_integer")]
     pub organization_id: String,
     pub api_base: String,
+    /// Where LinkedIn's OAuth endpoints live (`accessToken`, `introspectToken`).
+    pub oauth_base: String,
     pub api_version: String,
     pub rate_per_minute: u32,
 }
@@ -350,6 +377,25 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
         "must be at least supervisor.restart_backoff_ms",
     );
 
+    let out = &config.outbound;
+    require(out.max_in_flight > 0, "outbound.max_in_flight", "must be above 0");
+    require(out.max_queued > 0, "outbound.max_queued", "must be above 0");
+    require(out.initial_backoff_ms > 0, "outbound.initial_backoff_ms", "must be above 0");
+    require(
+        out.max_backoff_ms >= out.initial_backoff_ms,
+        "outbound.max_backoff_ms",
+        "must be at least outbound.initial_backoff_ms",
+    );
+    require(out.request_timeout_secs > 0, "outbound.request_timeout_secs", "must be above 0");
+    require(out.token_check_interval_secs >= 60, "outbound.token_check_interval_secs", "must be at least 60");
+    require(config.whatsapp.per_recipient_interval_secs > 0, "whatsapp.per_recipient_interval_secs", "must be above 0");
+    require(config.whatsapp.per_recipient_burst > 0, "whatsapp.per_recipient_burst", "must be above 0");
+    require(
+        config.viber.bot_name.chars().count() <= 28,
+        "viber.bot_name",
+        "must be at most 28 characters (Viber's limit)",
+    );
+
     let enabled = |p: Platform| config.enabled(p);
     let mut required = |platform: Platform, key: &str, value_present: bool, why: &str| {
         if enabled(platform) && !value_present {
@@ -403,6 +449,7 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
         (Platform::Whatsapp, "whatsapp.api_base", &wa.api_base),
         (Platform::Viber, "viber.api_base", &vb.api_base),
         (Platform::Linkedin, "linkedin.api_base", &li.api_base),
+        (Platform::Linkedin, "linkedin.oauth_base", &li.oauth_base),
     ] {
         let ok = reqwest::Url::parse(base).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
         if enabled(platform) && !ok {

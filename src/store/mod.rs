@@ -5,6 +5,9 @@
 //! actor batches flushes (group commit) and answers a webhook only after the flush that covers it.
 
 pub mod keys;
+mod outbox;
+
+pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
 
 use std::path::Path;
 
@@ -25,6 +28,12 @@ const TREE_EVENTS: &str = "events";
 const TREE_ACTIVITY: &str = "activity";
 const TREE_PLATFORM_ACTIVITY: &str = "platform_activity";
 const TREE_QUARANTINE: &str = "quarantine";
+const TREE_OUTBOX: &str = "outbox";
+const TREE_PENDING_RECEIPTS: &str = "pending_receipts";
+const TREE_WATERMARKS: &str = "watermarks";
+const TREE_TOKENS: &str = "tokens";
+/// How many of a conversation's newest messages a watermark receipt looks at.
+const WATERMARK_SCAN: usize = 500;
 const TREE_META: &str = "meta";
 const KEY_SCHEMA_VERSION: &[u8] = b"schema_version";
 
@@ -113,6 +122,10 @@ pub struct Store {
     activity: sled::Tree,
     platform_activity: sled::Tree,
     quarantine: sled::Tree,
+    outbox: sled::Tree,
+    pending_receipts: sled::Tree,
+    watermarks: sled::Tree,
+    tokens: sled::Tree,
 }
 
 impl Store {
@@ -150,6 +163,10 @@ impl Store {
             activity: db.open_tree(TREE_ACTIVITY)?,
             platform_activity: db.open_tree(TREE_PLATFORM_ACTIVITY)?,
             quarantine: db.open_tree(TREE_QUARANTINE)?,
+            outbox: db.open_tree(TREE_OUTBOX)?,
+            pending_receipts: db.open_tree(TREE_PENDING_RECEIPTS)?,
+            watermarks: db.open_tree(TREE_WATERMARKS)?,
+            tokens: db.open_tree(TREE_TOKENS)?,
             db,
         })
     }
@@ -179,6 +196,17 @@ impl Store {
                 _ => None,
             });
         }
+        // Watermark receipts look at a conversation's newest messages; ranges cannot be read inside
+        // a transaction, and this actor is the only writer, so they are read just before.
+        let mut recent: Vec<Vec<String>> = Vec::with_capacity(events.len());
+        for event in events {
+            recent.push(match (&event.kind, &event.contact_id) {
+                (EventKind::Receipt(r), Some(contact)) if r.watermark.is_some() => {
+                    self.recent_message_ids(&keys::conversation_id(event.platform, &event.account_id, contact))?
+                }
+                _ => Vec::new(),
+            });
+        }
         let trees = (
             &self.conversations,
             &self.messages,
@@ -187,9 +215,21 @@ impl Store {
             &self.events,
             &self.activity,
             &self.platform_activity,
+            &self.pending_receipts,
+            &self.watermarks,
         );
         let outcome = trees.transaction(
-            |(conversations, messages, timeline, platform_ids, events_tree, activity, platform_activity)| {
+            |(
+                conversations,
+                messages,
+                timeline,
+                platform_ids,
+                events_tree,
+                activity,
+                platform_activity,
+                pending,
+                marks,
+            )| {
                 let tx = IngestTx {
                     conversations,
                     messages,
@@ -200,8 +240,16 @@ impl Store {
                     platform_activity,
                 };
                 let mut outcome = IngestOutcome::default();
-                for (event, id) in events.iter().zip(&ids) {
-                    tx.ingest_one(event, id.as_deref(), stored_at, &mut outcome)?;
+                for ((event, id), recent) in events.iter().zip(&ids).zip(&recent) {
+                    if tx.ingest_one(event, id.as_deref(), stored_at, &mut outcome)?
+                        && let EventKind::Receipt(receipt) = &event.kind
+                    {
+                        let conversation_id = event
+                            .contact_id
+                            .as_deref()
+                            .map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
+                        tx.apply_receipt(event.platform, conversation_id.as_deref(), receipt, pending, marks, recent)?;
+                    }
                 }
                 Ok(outcome)
             },
@@ -341,6 +389,20 @@ impl Store {
         self.events.get(keys::event_key(platform, dedup_key))?.map(|v| decode(&v)).transpose()
     }
 
+    /// The ids of a conversation's newest messages, newest first.
+    fn recent_message_ids(&self, conversation_id: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = keys::timeline_prefix(conversation_id);
+        self.timeline
+            .scan_prefix(prefix)
+            .rev()
+            .take(WATERMARK_SCAN)
+            .map(|entry| {
+                let (_, id) = entry?;
+                String::from_utf8(id.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
     /// Sizes of the trees, for `/metrics`. Counts by iterating: call rarely.
     pub fn counts(&self) -> StoreCounts {
         StoreCounts {
@@ -377,11 +439,11 @@ impl IngestTx<'_> {
         new_message_id: Option<&str>,
         stored_at: Timestamp,
         outcome: &mut IngestOutcome,
-    ) -> TxResult<()> {
+    ) -> TxResult<bool> {
         let event_key = keys::event_key(event.platform, &event.dedup_key);
         if self.events.get(&event_key)?.is_some() {
             outcome.duplicates += 1;
-            return Ok(());
+            return Ok(false);
         }
         let conversation_id = event
             .contact_id
@@ -446,6 +508,7 @@ impl IngestTx<'_> {
                     location: content.location.clone(),
                     contacts: content.contacts.clone(),
                     received_at: stored_at,
+                    dispatched_at: None,
                 };
                 self.messages.insert(id.as_bytes(), encode(&message).map_err(abort)?)?;
                 self.timeline.insert(keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes())?;
@@ -479,7 +542,7 @@ impl IngestTx<'_> {
         let record = StoredEvent { conversation_id, message_id, stored_at, event: event.clone() };
         self.events.insert(event_key, encode(&record).map_err(abort)?)?;
         outcome.stored += 1;
-        Ok(())
+        Ok(true)
     }
 
     fn save_conversation(&self, before: Option<&Conversation>, after: &Conversation) -> TxResult<()> {

@@ -141,3 +141,142 @@ fn a_store_from_a_newer_schema_is_refused() {
     }
     assert!(matches!(Store::open(&path, 8 << 20), Err(StoreError::SchemaTooNew { .. })));
 }
+
+mod outbound {
+    use super::*;
+    use crate::model::{MessageError, Receipt, ReceiptKind};
+    use crate::store::{ConversationTarget, OutboundDraft};
+
+    fn target() -> ConversationTarget {
+        ConversationTarget {
+            platform: Platform::Whatsapp,
+            account_id: "phone-1".into(),
+            contact_id: "5511987654321".into(),
+        }
+    }
+
+    fn draft(text: &str) -> OutboundDraft {
+        OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
+    }
+
+    fn status_event(wamid: &str, kind: ReceiptKind, error: Option<MessageError>) -> InboundEvent {
+        InboundEvent {
+            platform: Platform::Whatsapp,
+            account_id: "phone-1".into(),
+            contact_id: Some("5511987654321".into()),
+            contact_name: None,
+            sender_id: None,
+            dedup_key: format!("status:{wamid}:{kind:?}"),
+            occurred_at: Timestamp::from_millis(10_000),
+            kind: EventKind::Receipt(Receipt { kind, message_ids: vec![wamid.into()], watermark: None, error }),
+            raw: json!({}),
+        }
+    }
+
+    #[test]
+    fn a_queued_reply_is_a_message_and_an_outbox_entry_in_order() {
+        let (_dir, store) = temp_store();
+        let (first, entry) = store.enqueue(&target(), &draft("one"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        store.enqueue(&target(), &draft("two"), Timestamp::from_millis(1_001), 60_000).unwrap();
+        assert_eq!(first.status, Status::Queued);
+        assert_eq!(first.direction, Direction::Outbound);
+        assert_eq!(entry.message.recipient, "5511987654321");
+        assert_eq!(entry.deadline_at, Timestamp::from_millis(61_000));
+        let texts: Vec<_> =
+            store.outbox_entries(Platform::Whatsapp).unwrap().into_iter().map(|e| e.message.text.unwrap()).collect();
+        assert_eq!(texts, ["one", "two"]);
+        assert!(store.outbox_entries(Platform::Viber).unwrap().is_empty());
+        let conversation = store.conversation(&first.conversation_id).unwrap().unwrap();
+        assert_eq!(conversation.last_message_text.as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn sent_then_receipts_move_the_status_forward_only() {
+        let (_dir, store) = temp_store();
+        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        store.mark_sending(&message.id).unwrap();
+        let sent = store.mark_sent(&entry, "wamid.OUT1", Timestamp::from_millis(2_000)).unwrap().unwrap();
+        assert_eq!(sent.message.status, Status::Sent);
+        assert!(store.outbox_entries(Platform::Whatsapp).unwrap().is_empty());
+        store.ingest(&[status_event("wamid.OUT1", ReceiptKind::Read, None)], Timestamp::from_millis(3)).unwrap();
+        store.ingest(&[status_event("wamid.OUT1", ReceiptKind::Delivered, None)], Timestamp::from_millis(4)).unwrap();
+        assert_eq!(store.message(&message.id).unwrap().unwrap().status, Status::Read);
+    }
+
+    #[test]
+    fn a_receipt_before_the_send_response_is_applied_when_it_comes() {
+        let (_dir, store) = temp_store();
+        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        store.ingest(&[status_event("wamid.EARLY", ReceiptKind::Delivered, None)], Timestamp::from_millis(3)).unwrap();
+        let sent = store.mark_sent(&entry, "wamid.EARLY", Timestamp::from_millis(2_000)).unwrap().unwrap();
+        assert_eq!(sent.message.status, Status::Delivered);
+        assert_eq!(store.message(&message.id).unwrap().unwrap().platform_message_id.as_deref(), Some("wamid.EARLY"));
+    }
+
+    #[test]
+    fn an_asynchronous_failure_records_the_platforms_error() {
+        let (_dir, store) = temp_store();
+        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        store.mark_sent(&entry, "wamid.F", Timestamp::from_millis(2_000)).unwrap();
+        let error = MessageError { code: "131047".into(), message: "Re-engagement message".into(), permanent: true };
+        store
+            .ingest(&[status_event("wamid.F", ReceiptKind::Failed, Some(error.clone()))], Timestamp::from_millis(3))
+            .unwrap();
+        let stored = store.message(&message.id).unwrap().unwrap();
+        assert_eq!((stored.status, stored.error), (Status::Failed, Some(error)));
+    }
+
+    #[test]
+    fn a_read_watermark_covers_messages_dispatched_before_it() {
+        let (_dir, store) = temp_store();
+        let fb =
+            ConversationTarget { platform: Platform::Facebook, account_id: "page".into(), contact_id: "psid".into() };
+        let (a, entry_a) = store.enqueue(&fb, &draft("a"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (b, entry_b) = store.enqueue(&fb, &draft("b"), Timestamp::from_millis(1_001), 60_000).unwrap();
+        store.mark_sent(&entry_a, "m_a", Timestamp::from_millis(2_000)).unwrap();
+        store.mark_sent(&entry_b, "m_b", Timestamp::from_millis(5_000)).unwrap();
+        let read = InboundEvent {
+            platform: Platform::Facebook,
+            account_id: "page".into(),
+            contact_id: Some("psid".into()),
+            contact_name: None,
+            sender_id: Some("psid".into()),
+            dedup_key: "read:psid:3000".into(),
+            occurred_at: Timestamp::from_millis(3_000),
+            kind: EventKind::Receipt(Receipt {
+                kind: ReceiptKind::Read,
+                message_ids: vec![],
+                watermark: Some(Timestamp::from_millis(3_000)),
+                error: None,
+            }),
+            raw: json!({}),
+        };
+        store.ingest(&[read], Timestamp::from_millis(3_001)).unwrap();
+        assert_eq!(store.message(&a.id).unwrap().unwrap().status, Status::Read);
+        assert_eq!(store.message(&b.id).unwrap().unwrap().status, Status::Sent, "dispatched after the watermark");
+    }
+
+    #[test]
+    fn a_failed_send_leaves_the_outbox() {
+        let (_dir, store) = temp_store();
+        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let error = MessageError { code: "131026".into(), message: "undeliverable".into(), permanent: true };
+        store.mark_failed(&entry, error).unwrap();
+        assert_eq!(store.message(&message.id).unwrap().unwrap().status, Status::Failed);
+        assert_eq!(store.outbox_len(Platform::Whatsapp), 0);
+    }
+
+    #[test]
+    fn a_linkedin_reply_in_a_comment_thread_goes_under_the_post_with_the_parent() {
+        let (_dir, store) = temp_store();
+        let thread = "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)";
+        let li = ConversationTarget {
+            platform: Platform::Linkedin,
+            account_id: "urn:li:organization:2414183".into(),
+            contact_id: thread.into(),
+        };
+        let (_, entry) = store.enqueue(&li, &draft("Yes"), Timestamp::from_millis(1), 60_000).unwrap();
+        assert_eq!(entry.message.recipient, "urn:li:activity:7190000000000000001");
+        assert_eq!(entry.message.reply_to.as_deref(), Some(thread));
+    }
+}

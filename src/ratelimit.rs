@@ -1,0 +1,202 @@
+//! Rate arithmetic for outbound sends, pure: every function takes the current `Instant`, so tests
+//! control time and the channel actor decides when to wake.
+//!
+//! [`TokenBucket`] is the generic cell rate algorithm (GCRA): it keeps one "theoretical arrival
+//! time" instead of a token count, which makes "when may the next send go?" a subtraction. With a
+//! burst of 1 it paces sends evenly, so no window of one period ever holds more than the rate.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// A token bucket: `rate` tokens per `period`, holding at most `burst`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    /// Time one token takes to refill.
+    interval: Duration,
+    /// How far ahead of now the theoretical arrival time may run: `(burst - 1) * interval`.
+    tolerance: Duration,
+    /// When the bucket will next be full enough for one token (GCRA's TAT).
+    next_free: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// `rate` sends per `period` (rate > 0), at most `burst` (≥ 1) back to back.
+    pub fn new(rate: u32, period: Duration, burst: u32) -> Self {
+        let interval = period / rate.max(1);
+        TokenBucket { interval, tolerance: interval * burst.max(1).saturating_sub(1), next_free: None }
+    }
+
+    /// The time one token takes to refill.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// When a token will be available: `now` or later.
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        match self.next_free {
+            Some(tat) => tat.checked_sub(self.tolerance).map_or(now, |t| t.max(now)),
+            None => now,
+        }
+    }
+
+    /// Takes a token if one is available at `now`; `Err(when)` says when to try again.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+        let ready = self.ready_at(now);
+        if ready > now {
+            return Err(ready);
+        }
+        let tat = self.next_free.map_or(now, |t| t.max(now));
+        self.next_free = Some(tat + self.interval);
+        Ok(())
+    }
+
+    /// Blocks the bucket until `until` (a platform said to back off).
+    pub fn pause_until(&mut self, until: Instant) {
+        let tat = until + self.tolerance;
+        if self.next_free.is_none_or(|t| t < tat) {
+            self.next_free = Some(tat);
+        }
+    }
+}
+
+/// One bucket per key (WhatsApp's per-recipient pair limit), forgetting keys whose buckets are full
+/// again so the map stays as small as the set of recently active recipients.
+#[derive(Debug, Clone)]
+pub struct KeyedBuckets<K> {
+    template: TokenBucket,
+    buckets: HashMap<K, TokenBucket>,
+}
+
+impl<K: Eq + Hash + Clone> KeyedBuckets<K> {
+    /// Every key gets a copy of `template`.
+    pub fn new(template: TokenBucket) -> Self {
+        KeyedBuckets { template, buckets: HashMap::new() }
+    }
+
+    /// When `key` may send next.
+    pub fn ready_at(&self, key: &K, now: Instant) -> Instant {
+        self.buckets.get(key).map_or(now, |b| b.ready_at(now))
+    }
+
+    /// Takes a token for `key`, or says when to try again.
+    pub fn try_take(&mut self, key: &K, now: Instant) -> Result<(), Instant> {
+        self.buckets.entry(key.clone()).or_insert_with(|| self.template.clone()).try_take(now)
+    }
+
+    /// Blocks `key` until `until`.
+    pub fn pause_until(&mut self, key: &K, until: Instant) {
+        self.buckets.entry(key.clone()).or_insert_with(|| self.template.clone()).pause_until(until);
+    }
+
+    /// Drops buckets that are full again (they behave exactly like a fresh copy).
+    pub fn forget_idle(&mut self, now: Instant) {
+        // GCRA: a bucket whose theoretical arrival time has passed holds its full burst again.
+        self.buckets.retain(|_, b| b.next_free.is_some_and(|tat| tat > now));
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// True when no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
+/// Exponential back-off with full jitter: a delay in `[base·2^(attempt-1) / 2, base·2^(attempt-1)]`,
+/// capped at `max`. `jitter` in `[0, 1)` comes from the caller (a random number in production, a
+/// fixed one in tests).
+pub fn backoff(base: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+    let exponential = base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20))).min(max);
+    let jitter = jitter.clamp(0.0, 1.0);
+    exponential.mul_f64(0.5 + 0.5 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_one_paces_sends_evenly() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(40, Duration::from_secs(1), 1);
+        assert_eq!(bucket.try_take(t0), Ok(()));
+        assert_eq!(bucket.try_take(t0), Err(t0 + Duration::from_millis(25)));
+        assert_eq!(bucket.try_take(t0 + Duration::from_millis(24)), Err(t0 + Duration::from_millis(25)));
+        assert_eq!(bucket.try_take(t0 + Duration::from_millis(25)), Ok(()));
+    }
+
+    #[test]
+    fn no_one_second_window_holds_more_than_the_rate() {
+        // Simulate a sender that sends whenever it may, as fast as it can, for 10 seconds.
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(40, Duration::from_secs(1), 1);
+        let mut sends = Vec::new();
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(10) {
+            match bucket.try_take(now) {
+                Ok(()) => sends.push(now),
+                Err(when) => now = when,
+            }
+        }
+        assert_eq!(sends.len(), 400);
+        for (i, start) in sends.iter().enumerate() {
+            let in_window = sends[i..].iter().take_while(|t| **t < *start + Duration::from_secs(1)).count();
+            assert!(in_window <= 40, "{in_window} sends in one second");
+        }
+    }
+
+    #[test]
+    fn a_burst_allows_back_to_back_sends_then_refills_at_the_rate() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(1, Duration::from_secs(6), 3);
+        for _ in 0..3 {
+            assert_eq!(bucket.try_take(t0), Ok(()));
+        }
+        assert_eq!(bucket.try_take(t0), Err(t0 + Duration::from_secs(6)));
+        assert_eq!(bucket.try_take(t0 + Duration::from_secs(6)), Ok(()));
+        assert!(bucket.try_take(t0 + Duration::from_secs(6)).is_err());
+        // Idle long enough, the full burst is back.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(bucket.try_take(later), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_pause_delays_the_next_token() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10, Duration::from_secs(1), 5);
+        bucket.pause_until(t0 + Duration::from_secs(2));
+        assert_eq!(bucket.try_take(t0), Err(t0 + Duration::from_secs(2)));
+        assert_eq!(bucket.try_take(t0 + Duration::from_secs(2)), Ok(()));
+    }
+
+    #[test]
+    fn keyed_buckets_are_independent_and_forget_idle_keys() {
+        let t0 = Instant::now();
+        let mut buckets = KeyedBuckets::new(TokenBucket::new(1, Duration::from_secs(6), 1));
+        assert_eq!(buckets.try_take(&"ana", t0), Ok(()));
+        assert!(buckets.try_take(&"ana", t0).is_err());
+        assert_eq!(buckets.try_take(&"rui", t0), Ok(()));
+        assert_eq!(buckets.len(), 2);
+        buckets.forget_idle(t0 + Duration::from_secs(1));
+        assert_eq!(buckets.len(), 2, "still limited");
+        buckets.forget_idle(t0 + Duration::from_secs(6));
+        assert!(buckets.is_empty());
+        assert_eq!(buckets.ready_at(&"ana", t0 + Duration::from_secs(6)), t0 + Duration::from_secs(6));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        let (base, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        assert_eq!(backoff(base, max, 1, 0.0), Duration::from_millis(250));
+        assert_eq!(backoff(base, max, 1, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff(base, max, 3, 1.0), Duration::from_millis(2000));
+        assert_eq!(backoff(base, max, 30, 1.0), max);
+        assert_eq!(backoff(base, max, 30, 0.0), max / 2);
+    }
+}

@@ -1,0 +1,405 @@
+//! The outbound half of the store: the outbox (what each channel still has to send, in order),
+//! status changes of sent messages, receipts that arrive before the send response, and the tokens
+//! channels refreshed.
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::{IngestTx, Store, StoreError, TxResult, abort, decode, encode, keys};
+use crate::model::{
+    Attachment, ContentKind, Conversation, Direction, Message, MessageError, OutboundMessage, Platform, ReceiptKind,
+    Status, Template, Timestamp,
+};
+
+/// What the operator asked to send, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundDraft {
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub template: Option<Template>,
+    pub reply_to: Option<String>,
+}
+
+/// The conversation a reply goes to; created if it does not exist yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationTarget {
+    pub platform: Platform,
+    pub account_id: String,
+    pub contact_id: String,
+}
+
+/// One message waiting to be sent, as kept in the `outbox` tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Order of queueing within the platform; the outbox key.
+    pub seq: u64,
+    pub platform: Platform,
+    pub conversation_id: String,
+    pub queued_at: Timestamp,
+    /// After this, a temporary failure is final.
+    pub deadline_at: Timestamp,
+    pub message: OutboundMessage,
+}
+
+/// A receipt whose message we do not know yet (its send response has not arrived).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PendingReceipt {
+    kind: ReceiptKind,
+    error: Option<MessageError>,
+}
+
+/// A token a channel obtained (refresh, exchange), kept across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredToken {
+    pub access_token: String,
+    pub expires_at: Option<Timestamp>,
+    pub refresh_token: Option<String>,
+    pub refresh_expires_at: Option<Timestamp>,
+    /// A fingerprint of the configured token this one descends from: when the operator configures a
+    /// different token, the stored one is stale and ignored.
+    pub derived_from: String,
+    pub obtained_at: Timestamp,
+}
+
+/// What became of a status change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub message: Message,
+    /// False when the message was already at or past that status.
+    pub changed: bool,
+}
+
+fn outbox_key(platform: Platform, seq: u64) -> Vec<u8> {
+    let mut key = vec![platform.tag()];
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+impl Store {
+    /// Stores a reply as a queued outbound message and its outbox entry, atomically: after the next
+    /// flush it survives a crash and will be sent after a restart.
+    pub fn enqueue(
+        &self,
+        target: &ConversationTarget,
+        draft: &OutboundDraft,
+        now: Timestamp,
+        retry_deadline_ms: i64,
+    ) -> Result<(Message, OutboxEntry), StoreError> {
+        let message_id = keys::message_id(self.db.generate_id()?);
+        let seq = self.db.generate_id()?;
+        let conversation_id = keys::conversation_id(target.platform, &target.account_id, &target.contact_id);
+        let kind = match (&draft.template, draft.attachments.is_empty()) {
+            (Some(_), _) => ContentKind::Template,
+            (None, false) => ContentKind::Media,
+            (None, true) => ContentKind::Text,
+        };
+        let message = Message {
+            id: message_id.clone(),
+            conversation_id: conversation_id.clone(),
+            platform: target.platform,
+            direction: Direction::Outbound,
+            platform_message_id: None,
+            sender_id: Some(target.account_id.clone()),
+            text: draft.text.clone(),
+            attachments: draft.attachments.clone(),
+            sent_at: now,
+            status: Status::Queued,
+            error: None,
+            kind,
+            payload: draft.template.as_ref().map(|t| t.name.clone()),
+            reply_to: draft.reply_to.clone(),
+            location: None,
+            contacts: Vec::new(),
+            received_at: now,
+            dispatched_at: None,
+        };
+        let entry = OutboxEntry {
+            seq,
+            platform: target.platform,
+            conversation_id: conversation_id.clone(),
+            queued_at: now,
+            deadline_at: Timestamp::from_millis(now.as_millis().saturating_add(retry_deadline_ms)),
+            message: OutboundMessage {
+                id: message_id.clone(),
+                recipient: outbound_recipient(target),
+                reply_to: draft.reply_to.clone().or_else(|| linkedin_parent_comment(target)),
+                text: draft.text.clone(),
+                attachments: draft.attachments.clone(),
+                template: draft.template.clone(),
+            },
+        };
+        let preview = crate::model::MessageContent {
+            kind,
+            text: draft.text.clone(),
+            attachments: draft.attachments.clone(),
+            payload: None,
+            reply_to: None,
+            location: None,
+            contacts: Vec::new(),
+        }
+        .preview();
+        let trees = (
+            &self.conversations,
+            &self.messages,
+            &self.timeline,
+            &self.platform_ids,
+            &self.events,
+            &self.activity,
+            &self.platform_activity,
+            &self.outbox,
+        );
+        trees.transaction(
+            |(conversations, messages, timeline, platform_ids, events, activity, platform_activity, outbox)| {
+                let tx =
+                    IngestTx { conversations, messages, timeline, platform_ids, events, activity, platform_activity };
+                let before: Option<Conversation> = tx.get(conversations, conversation_id.as_bytes())?;
+                let mut conversation = before.clone().unwrap_or_else(|| Conversation {
+                    id: conversation_id.clone(),
+                    platform: target.platform,
+                    account_id: target.account_id.clone(),
+                    contact_id: target.contact_id.clone(),
+                    contact_name: None,
+                    last_message_text: None,
+                    last_message_at: None,
+                    unread: 0,
+                    created_at: now,
+                    updated_at: now,
+                });
+                conversation.last_message_text = Some(preview.clone());
+                conversation.last_message_at = Some(now);
+                conversation.updated_at = conversation.updated_at.max(now);
+                // Replying means the operator has read the thread.
+                conversation.unread = 0;
+                tx.save_conversation(before.as_ref(), &conversation)?;
+                messages.insert(message_id.as_bytes(), encode(&message).map_err(abort)?)?;
+                timeline.insert(keys::timeline_key(&conversation_id, now, &message_id), message_id.as_bytes())?;
+                outbox.insert(outbox_key(target.platform, seq), encode(&entry).map_err(abort)?)?;
+                Ok(())
+            },
+        )?;
+        Ok((message, entry))
+    }
+
+    /// A platform's outbox, oldest first.
+    pub fn outbox_entries(&self, platform: Platform) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox.scan_prefix([platform.tag()]).values().map(|v| decode(&v?)).collect()
+    }
+
+    /// Messages waiting in a platform's outbox.
+    pub fn outbox_len(&self, platform: Platform) -> usize {
+        self.outbox.scan_prefix([platform.tag()]).count()
+    }
+
+    /// Marks a message as being sent (queued → sending).
+    pub fn mark_sending(&self, message_id: &str) -> Result<Option<StatusChange>, StoreError> {
+        self.update_message(message_id, |m| advance(m, Status::Sending, None))
+    }
+
+    /// Records a successful send: the platform's id, `sent` (unless a receipt already moved it on),
+    /// out of the outbox; and applies receipts that arrived before this answer.
+    pub fn mark_sent(
+        &self,
+        entry: &OutboxEntry,
+        platform_message_id: &str,
+        dispatched_at: Timestamp,
+    ) -> Result<Option<StatusChange>, StoreError> {
+        let index_key = keys::platform_message_key(entry.platform, platform_message_id);
+        let pending_key = index_key.clone();
+        let watermarks = self.watermarks(&entry.conversation_id)?;
+        let trees = (&self.messages, &self.platform_ids, &self.outbox, &self.pending_receipts);
+        let change = trees.transaction(|(messages, platform_ids, outbox, pending)| {
+            let Some(bytes) = messages.get(entry.message.id.as_bytes())? else {
+                outbox.remove(outbox_key(entry.platform, entry.seq))?;
+                return Ok(None);
+            };
+            let mut message: Message = decode(&bytes).map_err(abort)?;
+            let before = message.clone();
+            message.platform_message_id = Some(platform_message_id.to_owned());
+            message.dispatched_at = Some(dispatched_at);
+            advance(&mut message, Status::Sent, None);
+            if let Some(bytes) = pending.remove(pending_key.as_slice())? {
+                let receipts: Vec<PendingReceipt> = decode(&bytes).map_err(abort)?;
+                for receipt in receipts {
+                    advance(&mut message, receipt.kind.status(), receipt.error);
+                }
+            }
+            if watermarks.delivered.is_some_and(|w| dispatched_at <= w) {
+                advance(&mut message, Status::Delivered, None);
+            }
+            if watermarks.read.is_some_and(|w| dispatched_at <= w) {
+                advance(&mut message, Status::Read, None);
+            }
+            messages.insert(message.id.as_bytes(), encode(&message).map_err(abort)?)?;
+            platform_ids.insert(index_key.as_slice(), message.id.as_bytes())?;
+            outbox.remove(outbox_key(entry.platform, entry.seq))?;
+            let changed = message != before;
+            Ok(Some(StatusChange { message, changed }))
+        })?;
+        Ok(change)
+    }
+
+    /// Records a final failure and takes the message out of the outbox.
+    pub fn mark_failed(&self, entry: &OutboxEntry, error: MessageError) -> Result<Option<StatusChange>, StoreError> {
+        let trees = (&self.messages, &self.outbox);
+        let change = trees.transaction(|(messages, outbox)| {
+            outbox.remove(outbox_key(entry.platform, entry.seq))?;
+            let Some(bytes) = messages.get(entry.message.id.as_bytes())? else { return Ok(None) };
+            let mut message: Message = decode(&bytes).map_err(abort)?;
+            let changed = advance(&mut message, Status::Failed, Some(error.clone()));
+            messages.insert(message.id.as_bytes(), encode(&message).map_err(abort)?)?;
+            Ok(Some(StatusChange { message, changed }))
+        })?;
+        Ok(change)
+    }
+
+    /// The token a channel stored last, if any.
+    pub fn token(&self, platform: Platform) -> Result<Option<StoredToken>, StoreError> {
+        self.tokens.get(platform.as_str())?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Keeps a refreshed token (durable after the next flush; callers flush).
+    pub fn save_token(&self, platform: Platform, token: &StoredToken) -> Result<(), StoreError> {
+        self.tokens.insert(platform.as_str(), encode(token)?)?;
+        Ok(())
+    }
+
+    fn update_message(
+        &self,
+        id: &str,
+        change: impl Fn(&mut Message) -> bool,
+    ) -> Result<Option<StatusChange>, StoreError> {
+        let Some(bytes) = self.messages.get(id)? else { return Ok(None) };
+        let mut message: Message = decode(&bytes)?;
+        let changed = change(&mut message);
+        if changed {
+            self.messages.insert(id, encode(&message)?)?;
+        }
+        Ok(Some(StatusChange { message, changed }))
+    }
+
+    fn watermarks(&self, conversation_id: &str) -> Result<Watermarks, StoreError> {
+        Ok(self.watermarks.get(conversation_id)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+    }
+}
+
+/// The latest delivery and read watermarks of a conversation (Messenger, Viber `seen`), kept so
+/// that a send response arriving after its receipt still gets the status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Watermarks {
+    pub delivered: Option<Timestamp>,
+    pub read: Option<Timestamp>,
+}
+
+/// Moves a message's status forward (never back); a failure records its error. True if it moved.
+pub(super) fn advance(message: &mut Message, status: Status, error: Option<MessageError>) -> bool {
+    if !message.status.can_advance_to(status) {
+        return false;
+    }
+    message.status = status;
+    if status == Status::Failed {
+        message.error = error;
+    }
+    true
+}
+
+/// Who receives a reply in a conversation: the contact, except on LinkedIn, where the contact is
+/// the thread (a post, or a parent comment) and the comment goes under the post.
+fn outbound_recipient(target: &ConversationTarget) -> String {
+    match (target.platform, comment_object(&target.contact_id)) {
+        (Platform::Linkedin, Some(post)) => post.to_owned(),
+        _ => target.contact_id.clone(),
+    }
+}
+
+/// For a LinkedIn thread that is a comment, that comment is the parent of the reply.
+fn linkedin_parent_comment(target: &ConversationTarget) -> Option<String> {
+    (target.platform == Platform::Linkedin && comment_object(&target.contact_id).is_some())
+        .then(|| target.contact_id.clone())
+}
+
+/// The post a LinkedIn comment URN hangs off: `urn:li:comment:(urn:li:activity:1,2)` → `urn:li:activity:1`.
+pub fn comment_object(urn: &str) -> Option<&str> {
+    let inner = urn.strip_prefix("urn:li:comment:(")?.strip_suffix(')')?;
+    let (object, _id) = inner.rsplit_once(',')?;
+    Some(object)
+}
+
+impl IngestTx<'_> {
+    /// Applies a receipt to our outbound messages: by platform id where it names messages (kept for
+    /// later when the send response has not arrived yet), by watermark where it covers a time.
+    pub(super) fn apply_receipt(
+        &self,
+        platform: Platform,
+        conversation_id: Option<&str>,
+        receipt: &crate::model::Receipt,
+        pending: &sled::transaction::TransactionalTree,
+        watermarks: &sled::transaction::TransactionalTree,
+        timeline_scan: &[String],
+    ) -> TxResult<()> {
+        let status = receipt.kind.status();
+        for platform_id in &receipt.message_ids {
+            let index_key = keys::platform_message_key(platform, platform_id);
+            match self.platform_ids.get(&index_key)? {
+                Some(id) => {
+                    self.update(&id, |m| {
+                        m.direction == Direction::Outbound && advance(m, status, receipt.error.clone())
+                    })?;
+                }
+                None => {
+                    let mut waiting: Vec<PendingReceipt> = match pending.get(&index_key)? {
+                        Some(bytes) => decode(&bytes).map_err(abort)?,
+                        None => Vec::new(),
+                    };
+                    waiting.push(PendingReceipt { kind: receipt.kind, error: receipt.error.clone() });
+                    pending.insert(index_key, encode(&waiting).map_err(abort)?)?;
+                }
+            }
+        }
+        let (Some(watermark), Some(conversation_id)) = (receipt.watermark, conversation_id) else { return Ok(()) };
+        if !matches!(receipt.kind, ReceiptKind::Delivered | ReceiptKind::Read) {
+            return Ok(());
+        }
+        let mut marks: Watermarks = match watermarks.get(conversation_id.as_bytes())? {
+            Some(bytes) => decode(&bytes).map_err(abort)?,
+            None => Watermarks::default(),
+        };
+        let slot = if receipt.kind == ReceiptKind::Read { &mut marks.read } else { &mut marks.delivered };
+        if slot.is_none_or(|w| watermark > w) {
+            *slot = Some(watermark);
+            watermarks.insert(conversation_id.as_bytes(), encode(&marks).map_err(abort)?)?;
+        }
+        for id in timeline_scan {
+            self.update(id.as_bytes(), |m| {
+                m.direction == Direction::Outbound
+                    && m.dispatched_at.is_some_and(|at| at <= watermark)
+                    && advance(m, status, None)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn update(&self, id: &[u8], change: impl FnOnce(&mut Message) -> bool) -> TxResult<()> {
+        if let Some(bytes) = self.messages.get(id)? {
+            let mut message: Message = decode(&bytes).map_err(abort)?;
+            if change(&mut message) {
+                self.messages.insert(id, encode(&message).map_err(abort)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comment_urn_names_its_post() {
+        assert_eq!(
+            comment_object("urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)"),
+            Some("urn:li:activity:7190000000000000001")
+        );
+        assert_eq!(comment_object("urn:li:activity:7190000000000000001"), None);
+        assert_eq!(comment_object("urn:li:comment:broken"), None);
+    }
+}
