@@ -1,14 +1,19 @@
 //! LinkedIn as a Company Page comment inbox: the `challengeCode` handshake, the `X-LI-Signature`
-//! check in both forms the documentation allows, and organization social action notifications
-//! (PLATFORMS.md section 4).
+//! check in both forms the documentation allows, organization social action notifications, replies
+//! as organization comments, and token introspection and refresh (PLATFORMS.md section 4).
 
 use serde_json::{Value, json};
 
-use crate::model::{ContentKind, Direction, EventKind, InboundEvent, MessageContent, Platform};
+use crate::model::{
+    ContentKind, Direction, EventKind, InboundEvent, MessageContent, MessageError, OutboundMessage, Platform, Timestamp,
+};
 use crate::secret::Secret;
 
 use super::json::{self, id_field};
-use super::{HandshakeReply, ParseContext, ParseError, SignatureForm, SignedRequest, VerifyError};
+use super::{
+    ApiBody, ApiMethod, ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext,
+    SendOutcome, SignatureForm, SignedRequest, TokenError, TokenGrant, TokenStatus, VerifyError,
+};
 
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "x-li-signature";
@@ -277,6 +282,332 @@ fn thread_title(notification: &Value) -> Option<String> {
 fn title_from(text: &str) -> Option<String> {
     let title: String = text.trim().chars().take(THREAD_TITLE_CHARS).collect();
     (!title.is_empty()).then_some(title)
+}
+
+// --- sending and tokens (PLATFORMS.md 4.6–4.8) -----------------------------------------------
+
+/// The most characters in a comment. The Comments API page names no limit; 1250 is what LinkedIn's
+/// own comment box and several API clients enforce [secondary].
+pub const MAX_TEXT_CHARS: usize = 1250;
+
+/// Every versioned REST call names the Rest.li protocol it speaks.
+const RESTLI_PROTOCOL_VERSION: &str = "2.0.0";
+
+/// Every LinkedIn URN starts so.
+const URN_PREFIX: &str = "urn:li:";
+
+/// A comment URN is `urn:li:comment:(<post URN>,<comment id>)`.
+const COMMENT_URN_PREFIX: &str = "urn:li:comment:(";
+
+/// Builds the Comments API call that replies as the organization (`ctx.account_id`).
+///
+/// A top-level comment goes to `POST {api_base}/rest/socialActions/{post URN}/comments` with
+/// `object` the post. A reply within a thread names its parent comment: `reply_to`, or the
+/// recipient itself when the conversation is a comment thread (CONTRACT.md: the conversation is the
+/// post, or the parent comment). A reply goes to `socialActions/{parent comment URN}/comments`, with
+/// `object` the post inside the parent's URN and `parentComment` the parent, which is the form the
+/// documented `{shareUrn|ugcPostUrn|commentUrn}` path and its clients use. URNs in the path are
+/// percent-encoded (`:` `(` `)` `,`). Comments carry text only here: images need LinkedIn's upload
+/// flow first.
+pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.template.is_some() {
+        return Err(BuildError::Unsupported("templates are WhatsApp only".to_owned()));
+    }
+    if !message.attachments.is_empty() {
+        return Err(BuildError::Unsupported(
+            "LinkedIn replies are text comments: attachments would need LinkedIn's image upload, which Parley \
+             does not do"
+                .to_owned(),
+        ));
+    }
+    let target = comment_target(&message.recipient, message.reply_to.as_deref())?;
+    if !is_urn(ctx.account_id) {
+        return Err(BuildError::Invalid {
+            field: "account_id",
+            reason: "the organization URN (urn:li:organization:…) the reply is posted as is required".to_owned(),
+        });
+    }
+    if ctx.api_version.trim().is_empty() {
+        return Err(BuildError::Invalid {
+            field: "api_version",
+            reason: "LinkedIn-Version (YYYYMM) is required".into(),
+        });
+    }
+    if ctx.access_token.is_empty() {
+        return Err(BuildError::Invalid { field: "access_token", reason: "no LinkedIn access token".to_owned() });
+    }
+    let text = message.text.as_deref().filter(|text| !text.trim().is_empty()).ok_or(BuildError::Empty)?;
+    let length = text.chars().count();
+    if length > MAX_TEXT_CHARS {
+        return Err(BuildError::TextTooLong { platform: Platform::Linkedin, length, max: MAX_TEXT_CHARS });
+    }
+
+    let mut body = json!({ "actor": ctx.account_id, "object": target.post, "message": { "text": text } });
+    if let (Some(parent), Some(fields)) = (target.parent, body.as_object_mut()) {
+        fields.insert("parentComment".to_owned(), Value::String(parent.to_owned()));
+    }
+    Ok(ApiRequest {
+        method: ApiMethod::Post,
+        url: format!(
+            "{}/rest/socialActions/{}/comments",
+            ctx.api_base.trim_end_matches('/'),
+            percent_encode(target.parent.unwrap_or(target.post))
+        ),
+        headers: vec![
+            ("Authorization", format!("Bearer {}", ctx.access_token.expose())),
+            ("LinkedIn-Version", ctx.api_version.to_owned()),
+            ("X-Restli-Protocol-Version", RESTLI_PROTOCOL_VERSION.to_owned()),
+        ],
+        body: ApiBody::Json(serde_json::to_vec(&body).expect("a serde_json::Value always serialises")),
+    })
+}
+
+/// Where a comment goes: the post it hangs under and, for a reply, the parent comment.
+struct CommentTarget<'a> {
+    post: &'a str,
+    parent: Option<&'a str>,
+}
+
+/// Reads the recipient (a post or comment URN) and `reply_to` (a comment URN) into a target.
+fn comment_target<'a>(recipient: &'a str, reply_to: Option<&'a str>) -> Result<CommentTarget<'a>, BuildError> {
+    if !is_urn(recipient) {
+        return Err(BuildError::Invalid {
+            field: "recipient",
+            reason: "a post URN (urn:li:activity:…, urn:li:share:… or urn:li:ugcPost:…) or a comment URN is required"
+                .to_owned(),
+        });
+    }
+    let recipient_is_comment = recipient.starts_with("urn:li:comment:");
+    if recipient_is_comment && comment_thread(recipient).is_none() {
+        return Err(BuildError::Invalid {
+            field: "recipient",
+            reason: "a comment URN has the form urn:li:comment:(<post URN>,<id>)".to_owned(),
+        });
+    }
+    let parent = match reply_to {
+        Some(parent) if comment_thread(parent).is_none() => {
+            return Err(BuildError::Invalid {
+                field: "reply_to",
+                reason: "the parent must be a comment URN urn:li:comment:(<post URN>,<id>)".to_owned(),
+            });
+        }
+        Some(parent) => Some(parent),
+        None => recipient_is_comment.then_some(recipient),
+    };
+    // A reply's `object` is the post named inside its parent, which may be the activity form of the
+    // share or ugcPost the conversation was opened on.
+    let post = parent.and_then(comment_thread).unwrap_or(recipient);
+    Ok(CommentTarget { post, parent })
+}
+
+/// The post URN inside `urn:li:comment:(<post URN>,<id>)`, when the URN has that form.
+fn comment_thread(urn: &str) -> Option<&str> {
+    let inner = urn.strip_prefix(COMMENT_URN_PREFIX)?.strip_suffix(')')?;
+    let (thread, id) = inner.rsplit_once(',')?;
+    (is_urn(thread) && !id.is_empty()).then_some(thread)
+}
+
+/// `urn:li:<type>:<id>` with something after the prefix and no whitespace anywhere.
+fn is_urn(text: &str) -> bool {
+    text.len() > URN_PREFIX.len() && text.starts_with(URN_PREFIX) && !text.contains(char::is_whitespace)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for path segments and form values.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push_str(&super::encode_hex(&[byte]).to_ascii_uppercase());
+        }
+    }
+    out
+}
+
+/// Reads the Comments API's answer. 2xx means the comment exists: it is `Sent` even when no id can be
+/// found (a retry would post it twice), with an empty id. Errors carry LinkedIn's envelope
+/// `{status, serviceErrorCode, code, message}`; the code is `serviceErrorCode`, else `code`, else
+/// `http_<status>`.
+pub fn classify_send_response(response: &ApiResponse) -> SendOutcome {
+    let status = response.status;
+    let body = serde_json::from_slice::<Value>(&response.body).ok().filter(Value::is_object);
+    if (200..=299).contains(&status) {
+        return SendOutcome::Sent { platform_message_id: created_comment_urn(response, body.as_ref()) };
+    }
+    let (code, message) = error_envelope(status, body.as_ref());
+    let error = |permanent| MessageError { code: code.clone(), message: message.clone(), permanent };
+    match status {
+        // Invalid (65600), revoked (65601) or expired: refresh once, else the channel is down.
+        401 => SendOutcome::TokenRejected(error(false)),
+        // Daily quotas and the per-minute comment throttle apply to the app and member, not one thread.
+        429 => SendOutcome::Retry { after: response.retry_after(), error: error(false), recipient_only: false },
+        // 403 (permission or admin role lost), 400/422 (validation), 404 (post deleted) and the rest.
+        400..=499 => SendOutcome::Failed(error(true)),
+        _ => SendOutcome::Retry { after: response.retry_after(), error: error(false), recipient_only: false },
+    }
+}
+
+/// The new comment's id, preferring its URN (inbound comments and the `ADMIN_COMMENT` echo are keyed
+/// by it): the body's `commentUrn` or `$URN`, a URN in `x-restli-id`, a URN composed from the body's
+/// `object` and the bare id, else the bare id, else empty.
+fn created_comment_urn(response: &ApiResponse, body: Option<&Value>) -> String {
+    let from_body = |key: &str| body.and_then(|body| json::str_field(body, key)).filter(|urn| is_urn(urn));
+    let header = response.header("x-restli-id").map(percent_decode).filter(|id| !id.trim().is_empty());
+    if let Some(urn) = from_body("commentUrn").or_else(|| from_body("$URN")) {
+        return urn;
+    }
+    if let Some(urn) = header.as_deref().filter(|id| is_urn(id)) {
+        return urn.to_owned();
+    }
+    let bare_id = header.or_else(|| body.and_then(|body| id_field(body, "id")));
+    match (from_body("object"), bare_id) {
+        (Some(post), Some(id)) => format!("urn:li:comment:({post},{id})"),
+        (None, Some(id)) => id,
+        (_, None) => String::new(),
+    }
+}
+
+/// `(code, message)` from an error answer, never the raw body (it may be an HTML page).
+fn error_envelope(status: u16, body: Option<&Value>) -> (String, String) {
+    let service_code = body.and_then(|body| id_field(body, "serviceErrorCode"));
+    let symbolic = body.and_then(|body| json::str_field(body, "code"));
+    let text = body.and_then(|body| json::str_field(body, "message"));
+    let message = match (&service_code, &symbolic, text) {
+        (Some(_), Some(symbolic), Some(text)) => format!("{symbolic}: {text}"),
+        (_, _, Some(text)) => text,
+        (_, Some(symbolic), None) => symbolic.clone(),
+        (_, None, None) => format!("LinkedIn answered HTTP {status}"),
+    };
+    let code = service_code.or(symbolic).unwrap_or_else(|| format!("http_{status}"));
+    (code, message)
+}
+
+/// Decodes `%XX` escapes; anything else, including an invalid escape, is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|pair| std::str::from_utf8(pair).ok())
+            .and_then(super::decode_hex);
+        match escaped {
+            Some(decoded) => {
+                out.extend(decoded);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST {oauth_base}/introspectToken` with the form `client_id, client_secret, token`.
+pub fn build_introspect_request(
+    oauth_base: &str,
+    client_id: &str,
+    client_secret: &Secret,
+    token: &Secret,
+) -> ApiRequest {
+    form_request(
+        oauth_base,
+        "introspectToken",
+        &[("client_id", client_id), ("client_secret", client_secret.expose()), ("token", token.expose())],
+    )
+}
+
+/// Reads an introspection answer: valid when `active` is true and `status` (if given) is `active`;
+/// `expires_at` is in epoch seconds. 400 (bad client id or token), 401 (bad secret) and an answer
+/// without `active` are errors.
+pub fn parse_introspection(response: &ApiResponse) -> Result<TokenStatus, TokenError> {
+    let answer = token_answer(response)?;
+    let active = answer.get("active").and_then(Value::as_bool).ok_or_else(|| TokenError {
+        status: response.status,
+        message: "introspection answer has no `active`".to_owned(),
+    })?;
+    let status_active = answer.get("status").and_then(Value::as_str).is_none_or(|s| s.eq_ignore_ascii_case("active"));
+    let expires_at =
+        answer.get("expires_at").and_then(json::integer).filter(|secs| *secs > 0).map(Timestamp::from_secs);
+    Ok(TokenStatus { valid: active && status_active, expires_at })
+}
+
+/// `POST {oauth_base}/accessToken` with `grant_type=refresh_token&refresh_token=…&client_id=…&client_secret=…`.
+pub fn build_refresh_request(
+    oauth_base: &str,
+    client_id: &str,
+    client_secret: &Secret,
+    refresh_token: &Secret,
+) -> ApiRequest {
+    form_request(
+        oauth_base,
+        "accessToken",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose()),
+        ],
+    )
+}
+
+/// Reads a token grant: `access_token` is required; the lifetimes are seconds. LinkedIn issues a new
+/// refresh token with each refresh, whose expiry does not slide. OAuth errors
+/// (`{"error","error_description"}`) are [`TokenError`]s.
+pub fn parse_token_grant(response: &ApiResponse) -> Result<TokenGrant, TokenError> {
+    let answer = token_answer(response)?;
+    let access_token = json::str_field(&answer, "access_token").ok_or_else(|| TokenError {
+        status: response.status,
+        message: "token answer has no access_token".to_owned(),
+    })?;
+    let seconds = |key: &str| answer.get(key).and_then(json::integer).and_then(|secs| u64::try_from(secs).ok());
+    Ok(TokenGrant {
+        access_token: Secret::new(access_token),
+        expires_in: seconds("expires_in"),
+        refresh_token: json::str_field(&answer, "refresh_token").map(Secret::new),
+        refresh_token_expires_in: seconds("refresh_token_expires_in"),
+    })
+}
+
+/// A form POST to the OAuth endpoint `path`; the credentials are in the body, never the URL.
+fn form_request(oauth_base: &str, path: &str, fields: &[(&str, &str)]) -> ApiRequest {
+    let form: Vec<String> =
+        fields.iter().map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value))).collect();
+    ApiRequest {
+        method: ApiMethod::Post,
+        url: format!("{}/{path}", oauth_base.trim_end_matches('/')),
+        headers: Vec::new(),
+        body: ApiBody::Form(form.join("&").into_bytes()),
+    }
+}
+
+/// The JSON object of a successful token endpoint answer; an OAuth error, another HTTP error or a
+/// body that is not a JSON object is a [`TokenError`] that never quotes the body whole.
+fn token_answer(response: &ApiResponse) -> Result<Value, TokenError> {
+    let status = response.status;
+    let answer = serde_json::from_slice::<Value>(&response.body).ok().filter(Value::is_object);
+    let oauth_error = answer.as_ref().and_then(|answer| json::str_field(answer, "error"));
+    match (answer, oauth_error) {
+        (Some(answer), Some(error)) => {
+            let message = match json::str_field(&answer, "error_description") {
+                Some(description) => format!("{error}: {description}"),
+                None => error,
+            };
+            Err(TokenError { status, message })
+        }
+        (Some(answer), None) if (200..=299).contains(&status) => Ok(answer),
+        (Some(answer), None) => Err(TokenError { status, message: error_envelope(status, Some(&answer)).1 }),
+        (None, _) if (200..=299).contains(&status) => {
+            Err(TokenError { status, message: "token endpoint answer is not a JSON object".to_owned() })
+        }
+        (None, _) => Err(TokenError { status, message: format!("token endpoint answered HTTP {status}") }),
+    }
 }
 
 #[cfg(test)]
@@ -680,6 +1011,521 @@ mod tests {
         assert_eq!(events.len(), 8);
         for event in &events {
             assert!(matches!(event.kind, EventKind::Unknown { .. }), "{:?}", event.kind);
+        }
+    }
+
+    // --- sending ------------------------------------------------------------------------------
+
+    const ACCESS_TOKEN: &str = "AQXdSP_W41_UPs5ioT_t8HESyODB4FqbkJ8LrV_5mff4gPODzOYR";
+    const POST: &str = "urn:li:activity:7190000000000000001";
+    const PARENT: &str = "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)";
+    const ENCODED_POST: &str = "urn%3Ali%3Aactivity%3A7190000000000000001";
+    const ENCODED_PARENT: &str =
+        "urn%3Ali%3Acomment%3A%28urn%3Ali%3Aactivity%3A7190000000000000001%2C7190000000000000099%29";
+
+    fn send_ctx(token: &Secret) -> SendContext<'_> {
+        SendContext {
+            api_base: "https://api.linkedin.com",
+            account_id: ORGANIZATION,
+            access_token: token,
+            sender_name: "",
+            api_version: "202506",
+        }
+    }
+
+    fn reply(recipient: &str, reply_to: Option<&str>, text: Option<&str>) -> OutboundMessage {
+        OutboundMessage {
+            id: "01J0MSG0000000000000000002".into(),
+            recipient: recipient.into(),
+            reply_to: reply_to.map(str::to_owned),
+            text: text.map(str::to_owned),
+            attachments: Vec::new(),
+            template: None,
+        }
+    }
+
+    fn build(message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+        build_send_request(&send_ctx(&Secret::new(ACCESS_TOKEN)), message)
+    }
+
+    fn json_body(request: &ApiRequest) -> Value {
+        match &request.body {
+            ApiBody::Json(bytes) => serde_json::from_slice(bytes).expect("the body is JSON"),
+            _ => panic!("expected a JSON body"),
+        }
+    }
+
+    fn form_body(request: &ApiRequest) -> String {
+        match &request.body {
+            ApiBody::Form(bytes) => String::from_utf8(bytes.clone()).expect("a form body is ASCII"),
+            _ => panic!("expected a form body"),
+        }
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            headers: headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_comment_on_a_post_is_posted_as_the_organization_with_the_encoded_post_in_the_path() {
+        let request = build(&reply(POST, None, Some("Yes, we ship to Portugal in 3–5 days. 🇵🇹"))).expect("builds");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, format!("https://api.linkedin.com/rest/socialActions/{ENCODED_POST}/comments"));
+        assert_eq!(
+            request.headers,
+            vec![
+                ("Authorization", format!("Bearer {ACCESS_TOKEN}")),
+                ("LinkedIn-Version", "202506".to_owned()),
+                ("X-Restli-Protocol-Version", "2.0.0".to_owned()),
+            ]
+        );
+        assert_eq!(
+            json_body(&request),
+            json!({
+                "actor": ORGANIZATION,
+                "object": POST,
+                "message": { "text": "Yes, we ship to Portugal in 3–5 days. 🇵🇹" }
+            })
+        );
+        assert!(!request.url.contains(ACCESS_TOKEN));
+        assert!(!format!("{request:?}").contains(ACCESS_TOKEN));
+    }
+
+    #[test]
+    fn share_and_ugc_post_urns_are_encoded_the_same_way() {
+        for (urn, encoded) in [
+            ("urn:li:share:7190000000000000002", "urn%3Ali%3Ashare%3A7190000000000000002"),
+            ("urn:li:ugcPost:7190000000000000003", "urn%3Ali%3AugcPost%3A7190000000000000003"),
+        ] {
+            let request = build(&reply(urn, None, Some("Thanks!"))).expect("builds");
+            assert_eq!(request.url, format!("https://api.linkedin.com/rest/socialActions/{encoded}/comments"));
+            assert_eq!(json_body(&request)["object"], urn);
+        }
+    }
+
+    #[test]
+    fn a_reply_goes_to_the_parent_comment_and_names_it_as_parent_comment() {
+        let request = build(&reply(POST, Some(PARENT), Some("Juniors welcome!"))).expect("builds");
+        assert_eq!(request.url, format!("https://api.linkedin.com/rest/socialActions/{ENCODED_PARENT}/comments"));
+        assert_eq!(
+            json_body(&request),
+            json!({
+                "actor": ORGANIZATION,
+                "object": POST,
+                "message": { "text": "Juniors welcome!" },
+                "parentComment": PARENT
+            })
+        );
+    }
+
+    #[test]
+    fn a_reply_names_the_post_inside_its_parent_even_when_the_conversation_used_another_form() {
+        let request = build(&reply("urn:li:ugcPost:7190000000000000003", Some(PARENT), Some("hi"))).expect("builds");
+        assert_eq!(json_body(&request)["object"], POST);
+    }
+
+    #[test]
+    fn a_comment_thread_as_the_recipient_is_a_reply_to_that_comment() {
+        // CONTRACT.md: a thread's conversation is its parent comment, so `to` may be the comment URN.
+        let from_thread = build(&reply(PARENT, None, Some("Juniors welcome!"))).expect("builds");
+        assert_eq!(from_thread, build(&reply(POST, Some(PARENT), Some("Juniors welcome!"))).unwrap());
+    }
+
+    #[test]
+    fn a_recipient_or_parent_that_is_not_a_linkedin_urn_is_invalid() {
+        for recipient in ["7190000000000000001", "", "urn:li:", "urn:li:activity: 1", "https://www.linkedin.com/feed/"]
+        {
+            assert!(
+                matches!(
+                    build(&reply(recipient, None, Some("hi"))),
+                    Err(BuildError::Invalid { field: "recipient", .. })
+                ),
+                "{recipient:?}"
+            );
+        }
+        assert!(matches!(
+            build(&reply("urn:li:comment:7190000000000000099", None, Some("hi"))),
+            Err(BuildError::Invalid { field: "recipient", .. })
+        ));
+        for parent in [POST, "urn:li:comment:(7190000000000000001,99)", "urn:li:comment:(urn:li:activity:1,)"] {
+            assert!(
+                matches!(
+                    build(&reply(POST, Some(parent), Some("hi"))),
+                    Err(BuildError::Invalid { field: "reply_to", .. })
+                ),
+                "{parent:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_account_that_is_not_a_urn_or_a_missing_version_or_token_is_invalid() {
+        let token = Secret::new(ACCESS_TOKEN);
+        let message = reply(POST, None, Some("hi"));
+        let ctx = SendContext { account_id: "2414183", ..send_ctx(&token) };
+        assert!(matches!(build_send_request(&ctx, &message), Err(BuildError::Invalid { field: "account_id", .. })));
+        let ctx = SendContext { api_version: "", ..send_ctx(&token) };
+        assert!(matches!(build_send_request(&ctx, &message), Err(BuildError::Invalid { field: "api_version", .. })));
+        let empty = Secret::new("");
+        assert!(matches!(
+            build_send_request(&send_ctx(&empty), &message),
+            Err(BuildError::Invalid { field: "access_token", .. })
+        ));
+    }
+
+    #[test]
+    fn attachments_and_templates_are_unsupported() {
+        let mut message = reply(POST, None, Some("see attached"));
+        message.attachments.push(crate::model::Attachment {
+            kind: "image".into(),
+            url: Some("https://cdn.example.com/a.jpg".into()),
+            ..Default::default()
+        });
+        assert!(matches!(build(&message), Err(BuildError::Unsupported(_))));
+        let mut message = reply(POST, None, Some("hi"));
+        message.template =
+            Some(crate::model::Template { name: "hello".into(), language: "en".into(), components: vec![] });
+        assert_eq!(build(&message), Err(BuildError::Unsupported("templates are WhatsApp only".into())));
+    }
+
+    #[test]
+    fn an_empty_comment_is_empty_and_one_over_1250_characters_is_too_long() {
+        for text in [None, Some(""), Some(" \t\n")] {
+            assert_eq!(build(&reply(POST, None, text)), Err(BuildError::Empty), "{text:?}");
+        }
+        let at_limit = "ü".repeat(MAX_TEXT_CHARS);
+        assert!(build(&reply(POST, None, Some(&at_limit))).is_ok());
+        let over = format!("{at_limit}!");
+        assert_eq!(
+            build(&reply(POST, None, Some(&over))),
+            Err(BuildError::TextTooLong { platform: Platform::Linkedin, length: 1251, max: 1250 })
+        );
+    }
+
+    #[test]
+    fn urn_encoding_escapes_colons_parentheses_and_commas_and_keeps_unreserved_characters() {
+        assert_eq!(percent_encode(PARENT), ENCODED_PARENT);
+        assert_eq!(percent_encode("a-b_c.d~e f/g+h=é"), "a-b_c.d~e%20f%2Fg%2Bh%3D%C3%A9");
+        assert_eq!(percent_decode(ENCODED_PARENT), PARENT);
+        assert_eq!(percent_decode("100%zz%4"), "100%zz%4");
+    }
+
+    #[test]
+    fn a_201_with_the_comment_urn_in_the_body_is_sent_under_that_urn() {
+        let created = answer(
+            201,
+            &[("x-restli-id", "7190000000000000150"), ("content-type", "application/json")],
+            r#"{"actor":"urn:li:organization:2414183","id":"7190000000000000150",
+                "commentUrn":"urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000150)",
+                "object":"urn:li:activity:7190000000000000001","message":{"text":"Yes!"},
+                "created":{"actor":"urn:li:person:AdminP3rson","time":1718000000000}}"#,
+        );
+        assert_eq!(
+            classify_send_response(&created),
+            SendOutcome::Sent {
+                platform_message_id: "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000150)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_201_with_only_x_restli_id_is_sent_under_that_id() {
+        let encoded_urn = answer(
+            201,
+            &[("x-restli-id", "urn%3Ali%3Acomment%3A%28urn%3Ali%3Aactivity%3A7190000000000000001%2C42%29")],
+            "",
+        );
+        assert_eq!(
+            classify_send_response(&encoded_urn),
+            SendOutcome::Sent { platform_message_id: "urn:li:comment:(urn:li:activity:7190000000000000001,42)".into() }
+        );
+        let bare_id = answer(201, &[("x-restli-id", "7190000000000000150")], "");
+        assert_eq!(
+            classify_send_response(&bare_id),
+            SendOutcome::Sent { platform_message_id: "7190000000000000150".into() }
+        );
+    }
+
+    #[test]
+    fn a_bare_id_with_the_post_in_the_body_becomes_the_comment_urn_and_no_id_at_all_is_still_sent() {
+        let composed = answer(200, &[], r#"{"id":7190000000000000150,"object":"urn:li:activity:7190000000000000001"}"#);
+        assert_eq!(
+            classify_send_response(&composed),
+            SendOutcome::Sent {
+                platform_message_id: "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000150)".into()
+            }
+        );
+        let dollar_urn = answer(200, &[], r#"{"$URN":"urn:li:comment:(urn:li:share:5,6)"}"#);
+        assert_eq!(
+            classify_send_response(&dollar_urn),
+            SendOutcome::Sent { platform_message_id: "urn:li:comment:(urn:li:share:5,6)".into() }
+        );
+        // The comment exists; a retry would post it twice.
+        assert_eq!(
+            classify_send_response(&answer(201, &[], "")),
+            SendOutcome::Sent { platform_message_id: String::new() }
+        );
+    }
+
+    #[test]
+    fn a_revoked_token_is_rejected_with_its_service_error_code() {
+        let revoked = answer(
+            401,
+            &[("content-type", "application/json")],
+            r#"{"status":401,"serviceErrorCode":65601,"code":"REVOKED_ACCESS_TOKEN","message":"The token used in the request has been revoked by the user"}"#,
+        );
+        assert_eq!(
+            classify_send_response(&revoked),
+            SendOutcome::TokenRejected(MessageError {
+                code: "65601".into(),
+                message: "REVOKED_ACCESS_TOKEN: The token used in the request has been revoked by the user".into(),
+                permanent: false,
+            })
+        );
+        let expired = answer(
+            401,
+            &[],
+            r#"{"status":401,"serviceErrorCode":65600,"code":"INVALID_ACCESS_TOKEN","message":"Invalid access token"}"#,
+        );
+        assert!(matches!(classify_send_response(&expired), SendOutcome::TokenRejected(ref e) if e.code == "65600"));
+        let bare = answer(401, &[], "");
+        assert!(matches!(classify_send_response(&bare), SendOutcome::TokenRejected(ref e) if e.code == "http_401"));
+    }
+
+    #[test]
+    fn a_403_is_a_permanent_failure() {
+        let forbidden = answer(
+            403,
+            &[],
+            r#"{"status":403,"serviceErrorCode":100,"code":"ACCESS_DENIED","message":"Not enough permissions to access: partnerApiSocialActions.CREATE.20250601"}"#,
+        );
+        assert_eq!(
+            classify_send_response(&forbidden),
+            SendOutcome::Failed(MessageError {
+                code: "100".into(),
+                message: "ACCESS_DENIED: Not enough permissions to access: partnerApiSocialActions.CREATE.20250601"
+                    .into(),
+                permanent: true,
+            })
+        );
+    }
+
+    #[test]
+    fn validation_errors_are_permanent_with_the_code_string_when_there_is_no_service_code() {
+        let unprocessable = answer(
+            422,
+            &[],
+            r#"{"status":422,"code":"UNPROCESSABLE_ENTITY","message":"ERROR :: /message/text :: length exceeds 1250"}"#,
+        );
+        assert_eq!(
+            classify_send_response(&unprocessable),
+            SendOutcome::Failed(MessageError {
+                code: "UNPROCESSABLE_ENTITY".into(),
+                message: "ERROR :: /message/text :: length exceeds 1250".into(),
+                permanent: true,
+            })
+        );
+        let bad_request = answer(400, &[], r#"{"status":400,"message":"Invalid URN"}"#);
+        assert!(matches!(
+            classify_send_response(&bad_request),
+            SendOutcome::Failed(ref e) if e.code == "http_400" && e.message == "Invalid URN" && e.permanent
+        ));
+    }
+
+    #[test]
+    fn a_429_is_retried_after_retry_after_for_the_whole_channel() {
+        let throttled = answer(
+            429,
+            &[("retry-after", "60")],
+            r#"{"status":429,"message":"Comment create throttled: creation rate limit exceeded for member"}"#,
+        );
+        match classify_send_response(&throttled) {
+            SendOutcome::Retry { after, error, recipient_only } => {
+                assert_eq!(after, Some(std::time::Duration::from_secs(60)));
+                assert!(!recipient_only);
+                assert_eq!(error.code, "http_429");
+                assert!(!error.permanent);
+                assert!(error.message.contains("throttled"));
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        assert!(matches!(classify_send_response(&answer(429, &[], "")), SendOutcome::Retry { after: None, .. }));
+    }
+
+    #[test]
+    fn a_500_html_page_is_retried_without_quoting_the_page() {
+        let page = answer(
+            500,
+            &[("content-type", "text/html")],
+            "<!DOCTYPE html><html><head><title>LinkedIn</title></head><body>Something went wrong</body></html>",
+        );
+        assert_eq!(
+            classify_send_response(&page),
+            SendOutcome::Retry {
+                after: None,
+                error: MessageError {
+                    code: "http_500".into(),
+                    message: "LinkedIn answered HTTP 500".into(),
+                    permanent: false
+                },
+                recipient_only: false,
+            }
+        );
+        assert!(matches!(classify_send_response(&answer(503, &[], "{}")), SendOutcome::Retry { .. }));
+    }
+
+    #[test]
+    fn hostile_answers_never_panic() {
+        for status in [0, 100, 200, 204, 302, 401, 404, 429, 500, 999] {
+            for body in
+                ["", "null", "[]", "\u{0}", r#"{"serviceErrorCode":1.5,"code":[],"message":{}}"#, r#"{"id":{}}"#]
+            {
+                let _ = classify_send_response(&answer(status, &[("x-restli-id", "%E2%28%A1")], body));
+            }
+        }
+    }
+
+    // --- tokens -------------------------------------------------------------------------------
+
+    const OAUTH_BASE: &str = "https://www.linkedin.com/oauth/v2";
+    const CLIENT_ID: &str = "86yw3ao4ztpqjh";
+    const APP_SECRET: &str = "WPL_AP1.s3cr3t+/=&value";
+    const REFRESH_TOKEN: &str = "AQWIqIu4RW0Qxtv9Xn_2g0-5bQ-refresh&token=";
+
+    #[test]
+    fn introspection_posts_a_percent_encoded_form_and_keeps_secrets_out_of_url_and_debug() {
+        let request = build_introspect_request(
+            &format!("{OAUTH_BASE}/"),
+            CLIENT_ID,
+            &Secret::new(APP_SECRET),
+            &Secret::new(ACCESS_TOKEN),
+        );
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://www.linkedin.com/oauth/v2/introspectToken");
+        assert!(request.headers.is_empty());
+        let form = form_body(&request);
+        assert_eq!(super::super::query_param(&form, "client_id").as_deref(), Some(CLIENT_ID));
+        assert_eq!(super::super::query_param(&form, "client_secret").as_deref(), Some(APP_SECRET));
+        assert_eq!(super::super::query_param(&form, "token").as_deref(), Some(ACCESS_TOKEN));
+        assert_eq!(form.split('&').count(), 3);
+        let shown = format!("{request:?}");
+        for secret in [APP_SECRET, ACCESS_TOKEN] {
+            assert!(!request.url.contains(secret));
+            assert!(!shown.contains(secret));
+        }
+    }
+
+    #[test]
+    fn refresh_posts_the_refresh_grant_as_a_form() {
+        let request =
+            build_refresh_request(OAUTH_BASE, CLIENT_ID, &Secret::new(APP_SECRET), &Secret::new(REFRESH_TOKEN));
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://www.linkedin.com/oauth/v2/accessToken");
+        let form = form_body(&request);
+        let names: Vec<&str> = form.split('&').filter_map(|pair| pair.split('=').next()).collect();
+        assert_eq!(names, ["grant_type", "refresh_token", "client_id", "client_secret"]);
+        assert_eq!(super::super::query_param(&form, "grant_type").as_deref(), Some("refresh_token"));
+        assert_eq!(super::super::query_param(&form, "refresh_token").as_deref(), Some(REFRESH_TOKEN));
+        assert_eq!(super::super::query_param(&form, "client_id").as_deref(), Some(CLIENT_ID));
+        assert_eq!(super::super::query_param(&form, "client_secret").as_deref(), Some(APP_SECRET));
+        let shown = format!("{request:?}");
+        assert!(!shown.contains(REFRESH_TOKEN) && !shown.contains(APP_SECRET));
+    }
+
+    #[test]
+    fn an_active_token_is_valid_until_its_expiry_in_seconds() {
+        let response = answer(
+            200,
+            &[],
+            r#"{"active":true,"client_id":"86yw3ao4ztpqjh","authorized_at":1718000000,"created_at":1718000000,
+                "status":"active","expires_at":1723184000,"scope":"r_organization_social,w_organization_social",
+                "auth_type":"3L"}"#,
+        );
+        assert_eq!(
+            parse_introspection(&response),
+            Ok(TokenStatus { valid: true, expires_at: Some(Timestamp::from_secs(1_723_184_000)) })
+        );
+    }
+
+    #[test]
+    fn an_expired_or_revoked_token_is_not_valid() {
+        let expired = answer(200, &[], r#"{"active":false,"status":"expired","expires_at":1718000000}"#);
+        assert_eq!(
+            parse_introspection(&expired),
+            Ok(TokenStatus { valid: false, expires_at: Some(Timestamp::from_secs(1_718_000_000)) })
+        );
+        let revoked = answer(200, &[], r#"{"active":false,"status":"revoked"}"#);
+        assert_eq!(parse_introspection(&revoked), Ok(TokenStatus { valid: false, expires_at: None }));
+        // `status` has the last word even if `active` disagrees.
+        let contradictory = answer(200, &[], r#"{"active":true,"status":"revoked","expires_at":"1723184000"}"#);
+        assert_eq!(parse_introspection(&contradictory).map(|status| status.valid), Ok(false));
+    }
+
+    #[test]
+    fn introspection_errors_are_token_errors() {
+        let bad_secret =
+            answer(401, &[], r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#);
+        assert_eq!(
+            parse_introspection(&bad_secret),
+            Err(TokenError { status: 401, message: "invalid_client: Client authentication failed".into() })
+        );
+        for response in [answer(400, &[], "Bad Request"), answer(200, &[], "{}"), answer(200, &[], "<html>")] {
+            assert!(parse_introspection(&response).is_err(), "{response:?}");
+        }
+    }
+
+    #[test]
+    fn a_refresh_grant_gives_new_tokens_and_their_lifetimes() {
+        let response = answer(
+            200,
+            &[],
+            r#"{"access_token":"AQUvlL_new_access","expires_in":5184000,"refresh_token":"AQWnew_refresh",
+                "refresh_token_expires_in":525600,"scope":"r_organization_social,w_organization_social"}"#,
+        );
+        let grant = parse_token_grant(&response).expect("a grant");
+        assert_eq!(grant.access_token.expose(), "AQUvlL_new_access");
+        assert_eq!(grant.expires_in, Some(5_184_000));
+        assert_eq!(grant.refresh_token.as_ref().map(Secret::expose), Some("AQWnew_refresh"));
+        assert_eq!(grant.refresh_token_expires_in, Some(525_600));
+        assert!(!format!("{grant:?}").contains("AQUvlL_new_access"));
+
+        let without_refresh = answer(200, &[], r#"{"access_token":"AQUvlL_new_access","expires_in":"5184000"}"#);
+        let grant = parse_token_grant(&without_refresh).expect("a grant");
+        assert_eq!(
+            (grant.expires_in, grant.refresh_token, grant.refresh_token_expires_in),
+            (Some(5_184_000), None, None)
+        );
+    }
+
+    #[test]
+    fn an_oauth_error_or_a_grant_without_an_access_token_is_a_token_error() {
+        let expired_refresh = answer(
+            400,
+            &[],
+            r#"{"error":"invalid_request","error_description":"The provided authorization grant or refresh token is invalid, expired or revoked"}"#,
+        );
+        assert_eq!(
+            parse_token_grant(&expired_refresh),
+            Err(TokenError {
+                status: 400,
+                message:
+                    "invalid_request: The provided authorization grant or refresh token is invalid, expired or revoked"
+                        .into()
+            })
+        );
+        for response in [
+            answer(200, &[], r#"{"expires_in":5184000}"#),
+            answer(200, &[], r#"{"access_token":""}"#),
+            answer(200, &[], r#"{"error":"server_error"}"#),
+            answer(502, &[], "<html>Bad Gateway</html>"),
+            answer(200, &[], "not json"),
+        ] {
+            let error = parse_token_grant(&response).expect_err("not a usable grant");
+            assert!(!error.message.contains("html"), "{error:?}");
         }
     }
 }

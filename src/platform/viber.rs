@@ -1,16 +1,20 @@
-//! Viber bots (REST bot API): the `X-Viber-Content-Signature` check and the callbacks Viber POSTs to
-//! the webhook, one event per POST (PLATFORMS.md section 3).
+//! Viber bots (REST bot API): the `X-Viber-Content-Signature` check, the callbacks Viber POSTs to
+//! the webhook, one event per POST, and the outbound side: `send_message`, `get_account_info` and
+//! `set_webhook` requests and the reading of their answers (PLATFORMS.md section 3).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::model::{
-    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError, Platform,
-    Receipt, ReceiptKind, SharedContact,
+    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
+    OutboundMessage, Platform, Receipt, ReceiptKind, SharedContact,
 };
 use crate::secret::Secret;
 
 use super::json::{self, id_field, str_field};
-use super::{HandshakeReply, ParseContext, ParseError, SignatureForm, SignedRequest, VerifyError};
+use super::{
+    ApiBody, ApiMethod, ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext,
+    SendOutcome, SignatureForm, SignedRequest, TokenError, VerifyError,
+};
 
 /// The header that carries the signature: bare hex of HMAC-SHA256(bot token, raw body).
 pub const SIGNATURE_HEADER: &str = "x-viber-content-signature";
@@ -279,6 +283,293 @@ fn classify_webhook_check(callback: &Value) -> Classified {
         sender_id: None,
         dedup_key,
         kind: EventKind::Activity { name: "webhook_check".to_owned(), detail: None },
+    }
+}
+
+// --- sending (PLATFORMS.md 3.6–3.8) ---------------------------------------------------------
+
+/// The most characters a `text` message may carry [secondary: community clients and BSP docs agree].
+pub const MAX_TEXT_CHARS: usize = 7000;
+
+/// The most characters of a picture's description: the REST API documents 768 (older SDK docs say 120).
+pub const MAX_PICTURE_TEXT_CHARS: usize = 768;
+
+/// The most characters of a `url` message's link, per the REST API.
+const MAX_URL_CHARS: usize = 2000;
+
+/// The most characters of `sender.name`, per the send-message page.
+const MAX_SENDER_NAME_CHARS: usize = 28;
+
+/// The header that carries the bot token on every API call. The token never goes in the body or URL.
+const AUTH_HEADER: &str = "X-Viber-Auth-Token";
+
+/// The callbacks Parley subscribes to; `message`, `subscribed` and `unsubscribed` come regardless.
+const WEBHOOK_EVENT_TYPES: [&str; 6] =
+    ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"];
+
+/// How long to wait after status 10 (webhook not set) before sending again: time for the channel to
+/// call `set_webhook`.
+const WEBHOOK_NOT_SET_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Builds `POST {api_base}/send_message` for one message.
+///
+/// Supported: text; one `image` attachment by URL (a `picture`, whose required `text` is the message
+/// text, else the attachment's caption, else empty); one `url` attachment (a `url` message, which
+/// carries no text). Viber requires the size in bytes for `video` and `file` messages, and our
+/// attachments carry none, so those (and audio and stickers) are refused rather than sent wrong.
+/// `reply_to` is ignored: Viber bots cannot quote a message. `tracking_data` carries our message id so
+/// that echoes can be matched; Viber needs a string there, never null.
+pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.template.is_some() {
+        return Err(BuildError::Unsupported("templates are WhatsApp only".to_owned()));
+    }
+    if message.attachments.len() > 1 {
+        return Err(BuildError::Unsupported(format!(
+            "Viber sends one attachment per message; this one has {}",
+            message.attachments.len()
+        )));
+    }
+    check_sender_name(ctx.sender_name)?;
+    if message.recipient.trim().is_empty() {
+        return Err(BuildError::Invalid { field: "recipient", reason: "a Viber user id is required".to_owned() });
+    }
+    if ctx.access_token.is_empty() {
+        return Err(BuildError::Invalid {
+            field: "access_token",
+            reason: "the bot token is not configured".to_owned(),
+        });
+    }
+
+    let text = message.text.as_deref().filter(|text| !text.trim().is_empty());
+    let mut body = json!({
+        "receiver": message.recipient,
+        "min_api_version": 1,
+        "sender": { "name": ctx.sender_name },
+        "tracking_data": message.id,
+    });
+    let content = match message.attachments.first() {
+        None => {
+            let text = text.ok_or(BuildError::Empty)?;
+            check_length(text, MAX_TEXT_CHARS)?;
+            json!({ "type": "text", "text": text })
+        }
+        Some(attachment) => attachment_content(attachment, text)?,
+    };
+    if let (Some(body), Value::Object(content)) = (body.as_object_mut(), content) {
+        body.extend(content);
+    }
+    Ok(ApiRequest {
+        method: ApiMethod::Post,
+        url: format!("{}/send_message", ctx.api_base.trim_end_matches('/')),
+        headers: auth_headers(ctx.access_token),
+        body: ApiBody::Json(serde_json::to_vec(&body).expect("a serde_json::Value always serialises")),
+    })
+}
+
+/// The type-specific fields for a one-attachment message.
+fn attachment_content(attachment: &Attachment, text: Option<&str>) -> Result<Value, BuildError> {
+    let url =
+        attachment.url.as_deref().map(str::trim).filter(|url| !url.is_empty()).ok_or_else(|| BuildError::Invalid {
+            field: "attachments",
+            reason: "Viber sends media by URL and this attachment has none".into(),
+        })?;
+    match attachment.kind.as_str() {
+        "image" => {
+            // Viber requires `text` on a picture; an empty string stands for "no description".
+            let description = text.or(attachment.caption.as_deref()).unwrap_or_default();
+            check_length(description, MAX_PICTURE_TEXT_CHARS)?;
+            Ok(json!({ "type": "picture", "media": url, "text": description }))
+        }
+        "url" => {
+            if text.is_some() {
+                return Err(BuildError::Unsupported(
+                    "a Viber url message carries no text: send the link inside a text message instead".to_owned(),
+                ));
+            }
+            if url.chars().count() > MAX_URL_CHARS {
+                return Err(BuildError::Invalid {
+                    field: "attachments",
+                    reason: format!("Viber takes links of at most {MAX_URL_CHARS} characters"),
+                });
+            }
+            Ok(json!({ "type": "url", "media": url }))
+        }
+        "video" | "file" | "audio" => Err(BuildError::Unsupported(format!(
+            "Viber needs the size in bytes to send a {}, and the attachment has none: send the link as a \
+             `url` attachment or inside the text instead",
+            attachment.kind
+        ))),
+        other => Err(BuildError::Unsupported(format!(
+            "Viber attachments here are `image` or `url` by URL; `{other}` is not supported"
+        ))),
+    }
+}
+
+/// `sender.name` is required and at most 28 characters.
+fn check_sender_name(name: &str) -> Result<(), BuildError> {
+    let length = name.chars().count();
+    if name.trim().is_empty() {
+        Err(BuildError::Invalid {
+            field: "sender_name",
+            reason: "Viber requires a sender name (viber.bot_name)".into(),
+        })
+    } else if length > MAX_SENDER_NAME_CHARS {
+        Err(BuildError::Invalid {
+            field: "sender_name",
+            reason: format!("{length} characters; Viber allows at most {MAX_SENDER_NAME_CHARS}"),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Characters, not bytes: Viber counts what the user sees.
+fn check_length(text: &str, max: usize) -> Result<(), BuildError> {
+    let length = text.chars().count();
+    if length > max { Err(BuildError::TextTooLong { platform: Platform::Viber, length, max }) } else { Ok(()) }
+}
+
+fn auth_headers(bot_token: &Secret) -> Vec<(&'static str, String)> {
+    vec![(AUTH_HEADER, bot_token.expose().to_owned())]
+}
+
+/// Reads Viber's answer to `send_message`. Viber answers HTTP 200 even on failure and puts the result
+/// in the JSON `status` (PLATFORMS.md 3.6), so the HTTP code decides only for 401/403 (token), 429 and
+/// 5xx (retry) and other 4xx (permanent).
+pub fn classify_send_response(response: &ApiResponse) -> SendOutcome {
+    let http = response.status;
+    match http {
+        200..=299 => {}
+        401 | 403 => {
+            return SendOutcome::TokenRejected(temporary(format!("http_{http}"), "Viber refused the bot token"));
+        }
+        400..=499 if http != 429 => {
+            return SendOutcome::Failed(permanent(format!("http_{http}"), format!("Viber answered HTTP {http}")));
+        }
+        _ => return retry(response, format!("http_{http}"), format!("Viber answered HTTP {http}"), false, None),
+    }
+    let answer: Value = match serde_json::from_slice(&response.body) {
+        Ok(answer) => answer,
+        Err(_) => return retry(response, "not_json".into(), "Viber's answer is not JSON".into(), false, None),
+    };
+    let Some(status) = answer.get("status").and_then(json::integer) else {
+        return retry(response, "no_status".into(), "Viber's answer has no status".into(), false, None);
+    };
+    let code = status.to_string();
+    let detail = str_field(&answer, "status_message");
+    let message = |fallback: &str| detail.clone().unwrap_or_else(|| fallback.to_owned());
+    match status {
+        // A missing token cannot undo the send: the message went out, and a retry would send it twice.
+        0 => SendOutcome::Sent { platform_message_id: id_field(&answer, "message_token").unwrap_or_default() },
+        // The per-user limit: 100 messages an hour without a reply; other conversations may go on.
+        12 => retry(response, code, message("tooManyRequests"), true, None),
+        2 => SendOutcome::TokenRejected(temporary(code, message("invalidAuthToken"))),
+        10 => retry(response, code, message("webhookNotSet"), false, Some(WEBHOOK_NOT_SET_RETRY)),
+        7 | 8 | 9 | 15 => SendOutcome::Failed(permanent(
+            code,
+            format!(
+                "the bot account cannot send ({}): {}; fix it with Viber, no message will go out until then",
+                status_name(status).unwrap_or("account problem"),
+                message("no detail")
+            ),
+        )),
+        // 1 (invalidUrl) is documented for set_webhook; on a send it can only mean a bad media URL.
+        1 | 3..=6 | 11 | 13 | 14 | 16..=20 => {
+            SendOutcome::Failed(permanent(code, message(status_name(status).unwrap_or("failed"))))
+        }
+        _ => retry(response, code, message("general error"), false, None),
+    }
+}
+
+/// The names Viber's SDKs give the status codes (PLATFORMS.md 3.6 table).
+fn status_name(status: i64) -> Option<&'static str> {
+    Some(match status {
+        0 => "ok",
+        1 => "invalidUrl",
+        2 => "invalidAuthToken",
+        3 => "badData",
+        4 => "missingData",
+        5 => "receiverNotRegistered",
+        6 => "receiverNotSubscribed",
+        7 => "publicAccountBlocked",
+        8 => "publicAccountNotFound",
+        9 => "publicAccountSuspended",
+        10 => "webhookNotSet",
+        11 => "receiverNoSuitableDevice",
+        12 => "tooManyRequests",
+        13 => "apiVersionNotSupported",
+        14 => "incompatibleWithVersion",
+        15 => "publicAccountNotAuthorized",
+        16 => "inchatReplyMessageNotAllowed",
+        17 => "publicAccountIsNotInline",
+        18 => "noPublicChat",
+        19 => "cannotSendBroadcast",
+        20 => "broadcastNotAllowed",
+        _ => return None,
+    })
+}
+
+/// A retry, after `Retry-After` when Viber sent one, else after `default` (or the shell's back-off).
+fn retry(
+    response: &ApiResponse,
+    code: String,
+    message: String,
+    recipient_only: bool,
+    default: Option<std::time::Duration>,
+) -> SendOutcome {
+    SendOutcome::Retry { after: response.retry_after().or(default), error: temporary(code, message), recipient_only }
+}
+
+fn temporary(code: String, message: impl Into<String>) -> MessageError {
+    MessageError { code, message: message.into(), permanent: false }
+}
+
+fn permanent(code: String, message: impl Into<String>) -> MessageError {
+    MessageError { code, message: message.into(), permanent: true }
+}
+
+/// `POST {api_base}/get_account_info`: the bot's own id and name, used for `/ready`.
+pub fn build_account_info_request(api_base: &str, bot_token: &Secret) -> ApiRequest {
+    ApiRequest {
+        method: ApiMethod::Post,
+        url: format!("{}/get_account_info", api_base.trim_end_matches('/')),
+        headers: auth_headers(bot_token),
+        body: ApiBody::Json(b"{}".to_vec()),
+    }
+}
+
+/// The bot's `(id, name)` from a `get_account_info` answer. Any nonzero status (2 is a bad token) or
+/// an answer without an id is an error.
+pub fn parse_account_info(response: &ApiResponse) -> Result<(String, String), TokenError> {
+    let fail = |message: String| TokenError { status: response.status, message };
+    if !(200..=299).contains(&response.status) {
+        return Err(fail(format!("Viber answered HTTP {}", response.status)));
+    }
+    let answer: Value = serde_json::from_slice(&response.body).map_err(|_| fail("answer is not JSON".into()))?;
+    let status = answer.get("status").and_then(json::integer).ok_or_else(|| fail("answer has no status".into()))?;
+    if status != 0 {
+        let name = status_name(status).unwrap_or("error");
+        let detail = str_field(&answer, "status_message").unwrap_or_default();
+        return Err(fail(format!("Viber status {status} ({name}) {detail}").trim_end().to_owned()));
+    }
+    let id = id_field(&answer, "id").ok_or_else(|| fail("answer has no account id".into()))?;
+    Ok((id, str_field(&answer, "name").unwrap_or_default()))
+}
+
+/// `POST {api_base}/set_webhook` for `url`, asking for the callbacks Parley handles and for user
+/// names and avatars (PLATFORMS.md 3.1). Viber then checks the URL with a signed `webhook` callback.
+pub fn build_set_webhook_request(api_base: &str, bot_token: &Secret, url: &str) -> ApiRequest {
+    let body = json!({
+        "url": url,
+        "event_types": WEBHOOK_EVENT_TYPES,
+        "send_name": true,
+        "send_photo": true,
+    });
+    ApiRequest {
+        method: ApiMethod::Post,
+        url: format!("{}/set_webhook", api_base.trim_end_matches('/')),
+        headers: auth_headers(bot_token),
+        body: ApiBody::Json(serde_json::to_vec(&body).expect("a serde_json::Value always serialises")),
     }
 }
 
@@ -770,5 +1061,467 @@ mod tests {
             assert_eq!(events.len(), 1);
             assert!(matches!(events[0].kind, EventKind::Unknown { .. }), "{:?}", events[0].kind);
         }
+    }
+
+    // --- sending ------------------------------------------------------------------------------
+
+    const API_BASE: &str = "https://chatapi.viber.com/pa";
+    const RECEIVER: &str = "pttm25kSGUo1919sBORWyA==";
+
+    fn send_ctx(bot_token: &Secret) -> SendContext<'_> {
+        SendContext {
+            api_base: API_BASE,
+            account_id: "viber-bot-parley",
+            access_token: bot_token,
+            sender_name: "Acme Support",
+            api_version: "",
+        }
+    }
+
+    fn outbound(text: Option<&str>) -> OutboundMessage {
+        OutboundMessage {
+            id: "01J0MSG0000000000000000001".into(),
+            recipient: RECEIVER.into(),
+            reply_to: None,
+            text: text.map(str::to_owned),
+            attachments: Vec::new(),
+            template: None,
+        }
+    }
+
+    fn attachment(kind: &str, url: Option<&str>) -> Attachment {
+        Attachment { kind: kind.into(), url: url.map(str::to_owned), ..Default::default() }
+    }
+
+    fn json_body(request: &ApiRequest) -> Value {
+        match &request.body {
+            ApiBody::Json(bytes) => serde_json::from_slice(bytes).expect("the body is JSON"),
+            _ => panic!("expected a JSON body"),
+        }
+    }
+
+    fn assert_token_only_in_the_header(request: &ApiRequest) {
+        assert_eq!(request.headers, vec![("X-Viber-Auth-Token", BOT_TOKEN.to_owned())]);
+        assert!(!request.url.contains(BOT_TOKEN));
+        let ApiBody::Json(bytes) = &request.body else { panic!("expected JSON") };
+        assert!(!String::from_utf8_lossy(bytes).contains(BOT_TOKEN));
+        assert!(!format!("{request:?}").contains(BOT_TOKEN));
+    }
+
+    fn answer(status: u16, body: &str) -> ApiResponse {
+        ApiResponse { status, headers: vec![("content-type".into(), "application/json".into())], body: body.into() }
+    }
+
+    fn viber_status(status: i64, status_message: &str) -> ApiResponse {
+        answer(
+            200,
+            &format!(r#"{{"status":{status},"status_message":"{status_message}","chat_hostname":"SN-CHAT-07_"}}"#),
+        )
+    }
+
+    fn build(message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+        build_send_request(&send_ctx(&token()), message)
+    }
+
+    #[test]
+    fn a_text_message_is_posted_to_send_message_with_the_token_in_the_header_only() {
+        let request = build(&outbound(Some("Your parcel leaves the warehouse today."))).expect("builds");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://chatapi.viber.com/pa/send_message");
+        assert_token_only_in_the_header(&request);
+        assert_eq!(
+            json_body(&request),
+            json!({
+                "receiver": RECEIVER,
+                "min_api_version": 1,
+                "sender": { "name": "Acme Support" },
+                "tracking_data": "01J0MSG0000000000000000001",
+                "type": "text",
+                "text": "Your parcel leaves the warehouse today."
+            })
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_on_the_api_base_does_not_double() {
+        let bot_token = token();
+        let ctx = SendContext { api_base: "https://chatapi.viber.com/pa/", ..send_ctx(&bot_token) };
+        assert_eq!(
+            build_send_request(&ctx, &outbound(Some("hi"))).unwrap().url,
+            "https://chatapi.viber.com/pa/send_message"
+        );
+    }
+
+    #[test]
+    fn reply_to_is_ignored_because_viber_bots_cannot_quote() {
+        let mut message = outbound(Some("hi"));
+        let plain = build(&message).unwrap();
+        message.reply_to = Some("5741311803571721087".into());
+        assert_eq!(build(&message).unwrap(), plain);
+    }
+
+    #[test]
+    fn text_of_exactly_7000_characters_is_sent_and_one_more_is_too_long() {
+        // Multi-byte characters: the limit counts characters, not bytes.
+        let at_limit = "ж".repeat(MAX_TEXT_CHARS);
+        assert!(build(&outbound(Some(&at_limit))).is_ok());
+        let over = format!("{at_limit}👋");
+        assert_eq!(
+            build(&outbound(Some(&over))),
+            Err(BuildError::TextTooLong { platform: Platform::Viber, length: 7001, max: 7000 })
+        );
+    }
+
+    #[test]
+    fn a_message_without_text_or_attachment_is_empty() {
+        assert_eq!(build(&outbound(None)), Err(BuildError::Empty));
+        assert_eq!(build(&outbound(Some(""))), Err(BuildError::Empty));
+        assert_eq!(build(&outbound(Some("  \n "))), Err(BuildError::Empty));
+    }
+
+    #[test]
+    fn an_image_is_a_picture_whose_text_is_the_message_text() {
+        let mut message = outbound(Some("Here is your label 📦"));
+        message.attachments.push(attachment("image", Some("https://cdn.example.com/labels/118.jpg")));
+        let request = build(&message).expect("builds");
+        assert_token_only_in_the_header(&request);
+        assert_eq!(
+            json_body(&request),
+            json!({
+                "receiver": RECEIVER,
+                "min_api_version": 1,
+                "sender": { "name": "Acme Support" },
+                "tracking_data": "01J0MSG0000000000000000001",
+                "type": "picture",
+                "media": "https://cdn.example.com/labels/118.jpg",
+                "text": "Here is your label 📦"
+            })
+        );
+    }
+
+    #[test]
+    fn a_picture_without_text_uses_the_caption_or_else_an_empty_string() {
+        let mut message = outbound(None);
+        message.attachments.push(Attachment {
+            caption: Some("label".into()),
+            ..attachment("image", Some("https://cdn.example.com/l.png"))
+        });
+        assert_eq!(json_body(&build(&message).unwrap())["text"], "label");
+        message.attachments[0].caption = None;
+        let body = json_body(&build(&message).unwrap());
+        assert_eq!(body["type"], "picture");
+        assert_eq!(body["text"], "", "Viber requires `text` on a picture, so it is present and empty");
+    }
+
+    #[test]
+    fn a_picture_description_over_768_characters_is_too_long() {
+        let mut message = outbound(Some(&"a".repeat(769)));
+        message.attachments.push(attachment("image", Some("https://cdn.example.com/l.png")));
+        assert_eq!(build(&message), Err(BuildError::TextTooLong { platform: Platform::Viber, length: 769, max: 768 }));
+    }
+
+    #[test]
+    fn a_url_attachment_is_a_url_message_without_text() {
+        let mut message = outbound(None);
+        message.attachments.push(attachment("url", Some("https://shop.example.com/orders/118?lang=uk")));
+        let body = json_body(&build(&message).expect("builds"));
+        assert_eq!(body["type"], "url");
+        assert_eq!(body["media"], "https://shop.example.com/orders/118?lang=uk");
+        assert!(body.get("text").is_none());
+
+        message.text = Some("see this".into());
+        assert!(matches!(build(&message), Err(BuildError::Unsupported(_))));
+
+        message.text = None;
+        message.attachments[0].url = Some(format!("https://example.com/{}", "x".repeat(2000)));
+        assert!(matches!(build(&message), Err(BuildError::Invalid { field: "attachments", .. })));
+    }
+
+    #[test]
+    fn video_file_audio_and_sticker_attachments_are_unsupported_for_lack_of_a_size() {
+        for kind in ["video", "file", "audio"] {
+            let mut message = outbound(None);
+            message.attachments.push(attachment(kind, Some("https://cdn.example.com/media.bin")));
+            match build(&message) {
+                Err(BuildError::Unsupported(reason)) => assert!(reason.contains("size"), "{reason}"),
+                other => panic!("{kind}: expected Unsupported, got {other:?}"),
+            }
+        }
+        let mut message = outbound(None);
+        message.attachments.push(attachment("sticker", Some("https://viber.com/app/stickers/46105.png")));
+        assert!(matches!(build(&message), Err(BuildError::Unsupported(_))));
+    }
+
+    #[test]
+    fn an_attachment_without_a_url_is_invalid() {
+        let mut message = outbound(Some("hi"));
+        message.attachments.push(Attachment { media_id: Some("1234".into()), ..attachment("image", None) });
+        assert!(matches!(build(&message), Err(BuildError::Invalid { field: "attachments", .. })));
+    }
+
+    #[test]
+    fn more_than_one_attachment_is_unsupported() {
+        let mut message = outbound(None);
+        message.attachments.push(attachment("image", Some("https://cdn.example.com/1.jpg")));
+        message.attachments.push(attachment("image", Some("https://cdn.example.com/2.jpg")));
+        assert!(matches!(build(&message), Err(BuildError::Unsupported(_))));
+    }
+
+    #[test]
+    fn a_template_is_unsupported_because_templates_are_whatsapp_only() {
+        let mut message = outbound(Some("hi"));
+        message.template =
+            Some(crate::model::Template { name: "order_update".into(), language: "en".into(), components: vec![] });
+        assert_eq!(build(&message), Err(BuildError::Unsupported("templates are WhatsApp only".into())));
+    }
+
+    #[test]
+    fn a_sender_name_that_is_empty_or_over_28_characters_is_invalid() {
+        let bot_token = token();
+        for name in ["", "   ", "Acme Logistics Customer Care!"] {
+            let ctx = SendContext { sender_name: name, ..send_ctx(&bot_token) };
+            assert!(
+                matches!(
+                    build_send_request(&ctx, &outbound(Some("hi"))),
+                    Err(BuildError::Invalid { field: "sender_name", .. })
+                ),
+                "{name:?}"
+            );
+        }
+        let ctx = SendContext { sender_name: "Служба підтримки Acme 24/7 ✓", ..send_ctx(&bot_token) };
+        assert_eq!(ctx.sender_name.chars().count(), 28);
+        assert!(build_send_request(&ctx, &outbound(Some("hi"))).is_ok());
+    }
+
+    #[test]
+    fn an_empty_recipient_or_token_is_invalid() {
+        let mut message = outbound(Some("hi"));
+        message.recipient = String::new();
+        assert!(matches!(build(&message), Err(BuildError::Invalid { field: "recipient", .. })));
+        let empty = Secret::new("");
+        assert!(matches!(
+            build_send_request(&send_ctx(&empty), &outbound(Some("hi"))),
+            Err(BuildError::Invalid { field: "access_token", .. })
+        ));
+    }
+
+    #[test]
+    fn status_0_is_sent_with_the_64_bit_message_token_kept_exactly() {
+        let response = answer(
+            200,
+            r#"{"status":0,"status_message":"ok","message_token":5741311803571721095,"chat_hostname":"SN-CHAT-07_","billing_status":1}"#,
+        );
+        // 5741311803571721095 is above 2^53; through f64 it would come back as ...096.
+        assert_eq!(
+            classify_send_response(&response),
+            SendOutcome::Sent { platform_message_id: "5741311803571721095".into() }
+        );
+        let as_string = answer(200, r#"{"status":"0","message_token":"5741311803571721095"}"#);
+        assert_eq!(
+            classify_send_response(&as_string),
+            SendOutcome::Sent { platform_message_id: "5741311803571721095".into() }
+        );
+    }
+
+    #[test]
+    fn status_12_is_a_retry_for_this_recipient_only_honouring_retry_after() {
+        let mut response = viber_status(12, "Too many requests");
+        assert_eq!(
+            classify_send_response(&response),
+            SendOutcome::Retry {
+                after: None,
+                error: MessageError { code: "12".into(), message: "Too many requests".into(), permanent: false },
+                recipient_only: true,
+            }
+        );
+        response.headers.push(("retry-after".into(), "120".into()));
+        assert!(matches!(
+            classify_send_response(&response),
+            SendOutcome::Retry { after: Some(after), recipient_only: true, .. } if after.as_secs() == 120
+        ));
+    }
+
+    #[test]
+    fn status_2_is_a_rejected_token() {
+        assert_eq!(
+            classify_send_response(&viber_status(2, "invalidAuthToken")),
+            SendOutcome::TokenRejected(MessageError {
+                code: "2".into(),
+                message: "invalidAuthToken".into(),
+                permanent: false
+            })
+        );
+    }
+
+    #[test]
+    fn status_10_is_a_retry_after_a_minute_while_the_webhook_is_set() {
+        assert!(matches!(
+            classify_send_response(&viber_status(10, "webhookNotSet")),
+            SendOutcome::Retry { after: Some(after), recipient_only: false, ref error }
+                if after.as_secs() == 60 && error.code == "10" && !error.permanent
+        ));
+    }
+
+    #[test]
+    fn account_level_statuses_are_permanent_failures_that_say_so() {
+        for (status, name) in [
+            (7, "publicAccountBlocked"),
+            (8, "publicAccountNotFound"),
+            (9, "publicAccountSuspended"),
+            (15, "publicAccountNotAuthorized"),
+        ] {
+            match classify_send_response(&viber_status(status, "account problem")) {
+                SendOutcome::Failed(error) => {
+                    assert_eq!(error.code, status.to_string());
+                    assert!(error.permanent);
+                    assert!(error.message.contains(name), "{}", error.message);
+                    assert!(error.message.contains("account problem"), "{}", error.message);
+                }
+                other => panic!("status {status}: expected Failed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_other_documented_status_is_a_permanent_failure_carrying_its_number_and_message() {
+        for status in [1, 3, 4, 5, 6, 11, 13, 14, 16, 17, 18, 19, 20] {
+            assert_eq!(
+                classify_send_response(&viber_status(status, "details from Viber")),
+                SendOutcome::Failed(MessageError {
+                    code: status.to_string(),
+                    message: "details from Viber".into(),
+                    permanent: true
+                }),
+                "status {status}"
+            );
+        }
+        // Without a status_message the status's name stands in.
+        assert_eq!(
+            classify_send_response(&answer(200, r#"{"status":6}"#)),
+            SendOutcome::Failed(MessageError {
+                code: "6".into(),
+                message: "receiverNotSubscribed".into(),
+                permanent: true
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_nonzero_status_is_retried() {
+        assert_eq!(
+            classify_send_response(&viber_status(21, "billing problem")),
+            SendOutcome::Retry {
+                after: None,
+                error: MessageError { code: "21".into(), message: "billing problem".into(), permanent: false },
+                recipient_only: false,
+            }
+        );
+    }
+
+    #[test]
+    fn a_502_html_page_is_retried_and_429_honours_retry_after() {
+        let bad_gateway = ApiResponse {
+            status: 502,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: b"<html><body><h1>502 Bad Gateway</h1></body></html>".to_vec(),
+        };
+        assert!(matches!(
+            classify_send_response(&bad_gateway),
+            SendOutcome::Retry { after: None, recipient_only: false, ref error } if error.code == "http_502" && !error.permanent
+        ));
+        let throttled =
+            ApiResponse { status: 429, headers: vec![("retry-after".into(), " 30 ".into())], body: Vec::new() };
+        assert!(matches!(
+            classify_send_response(&throttled),
+            SendOutcome::Retry { after: Some(after), .. } if after.as_secs() == 30
+        ));
+    }
+
+    #[test]
+    fn a_200_that_is_not_json_or_has_no_status_is_retried() {
+        for body in ["<html>maintenance</html>", "", "[]", r#"{"status_message":"ok"}"#, r#"{"status":1.5}"#] {
+            assert!(matches!(classify_send_response(&answer(200, body)), SendOutcome::Retry { .. }), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn http_401_and_403_reject_the_token_and_other_4xx_fail_permanently() {
+        for status in [401, 403] {
+            assert!(matches!(
+                classify_send_response(&answer(status, "")),
+                SendOutcome::TokenRejected(ref error) if error.code == format!("http_{status}") && !error.permanent
+            ));
+        }
+        assert!(matches!(
+            classify_send_response(&answer(404, "Not Found")),
+            SendOutcome::Failed(ref error) if error.code == "http_404" && error.permanent
+        ));
+    }
+
+    #[test]
+    fn hostile_answers_never_panic() {
+        for body in [
+            &b"\xff\xfe"[..],
+            br#"{"status":0}"#,
+            br#"{"status":0,"message_token":1e400}"#,
+            br#"{"status":-1}"#,
+            br#"{"status":99999999999999999999}"#,
+            br#"{"status":null,"message_token":[]}"#,
+        ] {
+            let _ = classify_send_response(&ApiResponse { status: 200, headers: Vec::new(), body: body.to_vec() });
+        }
+        // Accepted without a token: the send happened, so it is not retried.
+        assert_eq!(
+            classify_send_response(&answer(200, r#"{"status":0}"#)),
+            SendOutcome::Sent { platform_message_id: String::new() }
+        );
+    }
+
+    #[test]
+    fn account_info_is_requested_with_an_empty_object_and_the_token_in_the_header() {
+        let request = build_account_info_request(API_BASE, &token());
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://chatapi.viber.com/pa/get_account_info");
+        assert_eq!(json_body(&request), json!({}));
+        assert_token_only_in_the_header(&request);
+    }
+
+    #[test]
+    fn account_info_gives_the_bot_id_and_name() {
+        let response = answer(
+            200,
+            r#"{"status":0,"status_message":"ok","id":"pa:75346594275468546724","name":"Acme Support",
+                "uri":"acmesupport","icon":"https://media.example.com/icon.jpg","category":"Shopping",
+                "subscribers_count":35,"members":[{"id":"01234567890A=","name":"my name","role":"admin"}]}"#,
+        );
+        assert_eq!(parse_account_info(&response), Ok(("pa:75346594275468546724".into(), "Acme Support".into())));
+    }
+
+    #[test]
+    fn account_info_with_a_bad_token_or_a_broken_answer_is_an_error() {
+        let rejected = parse_account_info(&viber_status(2, "invalidAuthToken")).expect_err("status 2 is an error");
+        assert_eq!(rejected.status, 200);
+        assert!(rejected.message.contains("status 2"), "{}", rejected.message);
+        assert!(!rejected.message.contains(BOT_TOKEN));
+        for response in [answer(200, "not json"), answer(200, r#"{"status":0}"#), answer(503, "")] {
+            assert!(parse_account_info(&response).is_err(), "{response:?}");
+        }
+    }
+
+    #[test]
+    fn set_webhook_asks_for_our_events_names_and_photos() {
+        let request = build_set_webhook_request(API_BASE, &token(), "https://inbox.example.com/webhooks/viber");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://chatapi.viber.com/pa/set_webhook");
+        assert_token_only_in_the_header(&request);
+        assert_eq!(
+            json_body(&request),
+            json!({
+                "url": "https://inbox.example.com/webhooks/viber",
+                "event_types": ["delivered", "seen", "failed", "subscribed", "unsubscribed", "conversation_started"],
+                "send_name": true,
+                "send_photo": true
+            })
+        );
     }
 }
