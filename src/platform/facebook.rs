@@ -1,19 +1,25 @@
-//! Facebook Messenger (object `page`): the GET handshake, the `X-Hub-Signature-256` check and the
-//! webhook parser (PLATFORMS.md section 1).
+//! Facebook Messenger (object `page`): the GET handshake, the `X-Hub-Signature-256` check, the webhook
+//! parser, the Send API request and its answer, and the token calls both Meta channels use
+//! (PLATFORMS.md section 1).
 //!
 //! WhatsApp signs and verifies exactly as Messenger does (PLATFORMS.md 2.1, 2.2), so the `whatsapp`
 //! module calls the handshake and signature functions here rather than keeping a second copy.
 
-use serde_json::Value;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use crate::model::{
-    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, Platform, Receipt,
-    ReceiptKind, Timestamp,
+    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
+    OutboundMessage, Platform, Receipt, ReceiptKind, Timestamp,
 };
 use crate::secret::Secret;
 
 use super::json::{self, content_key, id_field, str_field, timestamp_field};
-use super::{HandshakeReply, ParseContext, ParseError, SignatureForm, SignedRequest, VerifyError};
+use super::{
+    ApiBody, ApiMethod, ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext,
+    SendOutcome, SignatureForm, SignedRequest, TokenError, TokenGrant, TokenStatus, VerifyError,
+};
 
 /// The header that carries the signature (lower-case: headers are looked up case-insensitively).
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -387,10 +393,353 @@ fn account_linking_event(linking: &Value, user: &str, item: &Value) -> (EventKin
     (kind, format!("account_linking:{user}:{}", content_key(item)))
 }
 
+// --- sending ---------------------------------------------------------------------------------
+
+/// The longest text Messenger takes, in Unicode scalar values (`chars()`), not bytes.
+///
+/// The Send API reference says text "has a 2000 character limit" (PLATFORMS.md 1.6 paraphrases it as
+/// "under 2000"). We read it as inclusive: 2000 is accepted, 2001 is refused before queueing. If Meta
+/// turns out to count exclusively, a 2000-character message fails at send time with a permanent Graph
+/// error (code 100) rather than here, which loses nothing but the early 422.
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+/// Where our message id rides along so the echo can be matched back (`message.metadata`).
+const METADATA_PREFIX: &str = "parley:";
+
+/// Messenger wants `metadata` under 1000 characters (PLATFORMS.md 1.6).
+const MAX_METADATA_CHARS: usize = 999;
+
+/// Builds the Send API request for one message (PLATFORMS.md 1.6).
+///
+/// `POST {api_base}/{page-id}/messages` with the Page token as `Authorization: Bearer`, never in the
+/// query string, so it cannot land in a proxy's access log. A message is either text or one attachment
+/// by URL: Messenger takes one of the two per request, so both together are refused rather than
+/// silently split (the caller decides whether two messages are acceptable). `reply_to` is ignored:
+/// the Send API has no way to quote a message, and a reply is simply the next message in the thread.
+pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.recipient.trim().is_empty() {
+        return Err(BuildError::Invalid { field: "recipient", reason: "a Messenger recipient is a PSID".into() });
+    }
+    if message.template.is_some() {
+        return Err(BuildError::Unsupported(
+            "templates are WhatsApp only; send the text of the template as a Messenger message".into(),
+        ));
+    }
+    if message.attachments.len() > 1 {
+        return Err(BuildError::Unsupported(format!(
+            "Messenger takes one attachment per message; send the {} attachments as separate messages",
+            message.attachments.len()
+        )));
+    }
+    let text = message.text.as_deref().filter(|text| !text.is_empty());
+    let attachment = message.attachments.first();
+    let metadata = format!("{METADATA_PREFIX}{}", message.id);
+    if metadata.chars().count() > MAX_METADATA_CHARS {
+        return Err(BuildError::Invalid { field: "id", reason: "too long for Messenger's metadata".into() });
+    }
+
+    let content = match (text, attachment) {
+        (None, None) => return Err(BuildError::Empty),
+        (Some(_), Some(_)) => {
+            return Err(BuildError::Unsupported(
+                "Messenger takes text or one attachment per message, not both; send the text and the attachment \
+                 as two messages"
+                    .into(),
+            ));
+        }
+        (Some(text), None) => {
+            check_text_length(text)?;
+            json!({ "text": text, "metadata": metadata })
+        }
+        (None, Some(attachment)) => {
+            json!({ "attachment": attachment_payload(attachment)?, "metadata": metadata })
+        }
+    };
+    let body = json!({
+        "recipient": { "id": message.recipient },
+        "messaging_type": "RESPONSE",
+        "message": content,
+    });
+    Ok(graph_post(ctx, &body))
+}
+
+/// Refuses text longer than [`MAX_TEXT_CHARS`].
+fn check_text_length(text: &str) -> Result<(), BuildError> {
+    let length = text.chars().count();
+    if length > MAX_TEXT_CHARS {
+        return Err(BuildError::TextTooLong { platform: Platform::Facebook, length, max: MAX_TEXT_CHARS });
+    }
+    Ok(())
+}
+
+/// `message.attachment` for one attachment sent by URL.
+fn attachment_payload(attachment: &Attachment) -> Result<Value, BuildError> {
+    let kind = match attachment.kind.as_str() {
+        kind @ ("image" | "video" | "audio" | "file") => kind,
+        other => {
+            return Err(BuildError::Unsupported(format!(
+                "Messenger cannot send a `{other}` attachment; send an image, video, audio or file"
+            )));
+        }
+    };
+    if attachment.caption.as_deref().is_some_and(|caption| !caption.is_empty()) {
+        // Dropping it would lose what the operator wrote; Messenger attachments have no caption.
+        return Err(BuildError::Unsupported(
+            "Messenger attachments take no caption; send the caption as a separate text message".into(),
+        ));
+    }
+    let url = attachment.url.as_deref().filter(|url| !url.is_empty()).ok_or_else(|| BuildError::Invalid {
+        field: "attachments",
+        reason: "Messenger sends attachments by URL and this one has none".into(),
+    })?;
+    // `is_reusable` lets Meta cache the upload, so a second send of the same URL is cheaper.
+    Ok(json!({ "type": kind, "payload": { "url": url, "is_reusable": true } }))
+}
+
+/// Builds a sender action (`typing_on`, `typing_off` or `mark_seen`) for `recipient`: the same endpoint
+/// and credential as a send, with only `recipient` and `sender_action` in the body (PLATFORMS.md 1.6).
+pub fn build_sender_action_request(ctx: &SendContext<'_>, recipient: &str, action: &str) -> ApiRequest {
+    graph_post(ctx, &json!({ "recipient": { "id": recipient }, "sender_action": action }))
+}
+
+/// `POST {api_base}/{account}/messages` with a JSON body and the token as a Bearer header. WhatsApp's
+/// Cloud API uses the same edge and the same credential placement.
+pub(super) fn graph_post(ctx: &SendContext<'_>, body: &Value) -> ApiRequest {
+    ApiRequest {
+        method: ApiMethod::Post,
+        url: format!("{}/{}/messages", ctx.api_base.trim_end_matches('/'), percent_encode(ctx.account_id)),
+        headers: vec![("Authorization", format!("Bearer {}", ctx.access_token.expose()))],
+        body: ApiBody::Json(serde_json::to_vec(body).expect("a serde_json::Value always serialises")),
+    }
+}
+
+/// Tells a Send API answer apart: sent with its `message_id`, retry later, failed for good, or a dead
+/// token (PLATFORMS.md 1.6).
+///
+/// The decision rests on the Graph `error.code` (and `error_subcode`), not on the HTTP status, which
+/// Graph sets loosely. Only when the body is not a Graph error (a proxy's HTML page, an empty 500) does
+/// the status decide, through [`classify_without_graph_error`]. A 2xx without a `message_id` is
+/// `Failed` with code `no_message_id`: Meta may well have delivered it, so retrying could send it twice,
+/// and the echo (which carries our `metadata`) is the place to learn more.
+pub fn classify_send_response(response: &ApiResponse) -> SendOutcome {
+    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if let Some(error) = body.as_ref().and_then(GraphError::from_body) {
+        return classify_messenger_error(response, error);
+    }
+    if is_success(response.status) {
+        return match body.as_ref().and_then(|b| id_field(b, "message_id")) {
+            Some(platform_message_id) => SendOutcome::Sent { platform_message_id },
+            None => SendOutcome::Failed(no_message_id(response.status)),
+        };
+    }
+    classify_without_graph_error(response)
+}
+
+/// Messenger's error table (PLATFORMS.md 1.6). Codes not in the table fail permanently: retrying an
+/// error nobody has described risks duplicates and hammering, and the code is kept for the operator.
+fn classify_messenger_error(response: &ApiResponse, error: GraphError) -> SendOutcome {
+    let message = error.message.clone().or_else(|| error.details.clone()).unwrap_or_default();
+    match error.code {
+        // 1200 temporary send failure; 2 unexpected, retry later; 4 app limit; 613 rate limit; 32 Page limit.
+        1200 | 2 | 4 | 613 | 32 => error.retry(response.retry_after(), message, false),
+        190 => SendOutcome::TokenRejected(error.message_error(message, false)),
+        _ => SendOutcome::Failed(error.message_error(message, true)),
+    }
+}
+
+/// A Graph API error body, `{"error": {"code", "error_subcode", "message", "error_data": {"details"}}}`,
+/// read leniently: codes may be numbers or strings.
+pub(super) struct GraphError {
+    pub(super) code: i64,
+    pub(super) subcode: Option<i64>,
+    pub(super) message: Option<String>,
+    /// WhatsApp's `error_data.details`, the explanation Meta asks integrations to use.
+    pub(super) details: Option<String>,
+}
+
+impl GraphError {
+    /// The `error` object of a body, if it has a usable integer `code`.
+    pub(super) fn from_body(body: &Value) -> Option<GraphError> {
+        let error = body.get("error").filter(|e| e.is_object())?;
+        Some(GraphError {
+            code: error.get("code").and_then(json::integer)?,
+            subcode: error.get("error_subcode").and_then(json::integer),
+            message: str_field(error, "message"),
+            details: error.get("error_data").and_then(|d| str_field(d, "details")),
+        })
+    }
+
+    /// `code`, or `code/subcode` when there is a subcode (`10/2018278`).
+    pub(super) fn code_string(&self) -> String {
+        match self.subcode {
+            Some(subcode) => format!("{}/{subcode}", self.code),
+            None => self.code.to_string(),
+        }
+    }
+
+    /// The error as stored on the message.
+    pub(super) fn message_error(&self, message: String, permanent: bool) -> MessageError {
+        MessageError { code: self.code_string(), message, permanent }
+    }
+
+    /// A temporary failure: after `Retry-After` if the platform said, else the code's own hint.
+    pub(super) fn retry(&self, after: Option<Duration>, message: String, recipient_only: bool) -> SendOutcome {
+        SendOutcome::Retry { after, error: self.message_error(message, false), recipient_only }
+    }
+}
+
+/// True for a 2xx status.
+pub(super) fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// The error for a 2xx answer that names no new message.
+pub(super) fn no_message_id(status: u16) -> MessageError {
+    MessageError {
+        code: "no_message_id".into(),
+        message: format!(
+            "the platform answered {status} without a message id; it may have been delivered, so it is not retried"
+        ),
+        permanent: true,
+    }
+}
+
+/// An answer that is not a Graph error (a proxy's HTML page, an empty body): the HTTP status decides.
+/// 429 and 5xx are temporary (honouring `Retry-After`), 401 is the credential, anything else fails.
+pub(super) fn classify_without_graph_error(response: &ApiResponse) -> SendOutcome {
+    let status = response.status;
+    let error = |permanent| MessageError {
+        code: format!("http_{status}"),
+        message: format!("the platform answered HTTP {status} without a Graph error body"),
+        permanent,
+    };
+    match status {
+        429 | 500..=599 => {
+            SendOutcome::Retry { after: response.retry_after(), error: error(false), recipient_only: false }
+        }
+        401 => SendOutcome::TokenRejected(error(false)),
+        _ => SendOutcome::Failed(error(true)),
+    }
+}
+
+// --- tokens (used by both Meta channels) -------------------------------------------------------
+
+/// Builds `GET {api_base}/debug_token?input_token=…&access_token={app-id}|{app-secret}` (PLATFORMS.md 1.8).
+///
+/// Both tokens travel in the query, as Meta documents the call; the values are percent-encoded, the
+/// request's `Debug` never shows the query, and the shell must not log the URL.
+pub fn build_debug_token_request(
+    api_base: &str,
+    input_token: &Secret,
+    app_id: &str,
+    app_secret: &Secret,
+) -> ApiRequest {
+    let app_token = format!("{app_id}|{}", app_secret.expose());
+    graph_get(api_base, "debug_token", &[("input_token", input_token.expose()), ("access_token", &app_token)])
+}
+
+/// Reads a `debug_token` answer: `data.is_valid` and `data.expires_at` in Unix seconds, where `0` means
+/// the token never expires (a Page token from a long-lived user token, a system-user token).
+///
+/// An invalid token is not an error: Graph answers 200 with `is_valid: false`. An error body (a bad app
+/// token, say) is a [`TokenError`] carrying the Graph message.
+pub fn parse_debug_token(response: &ApiResponse) -> Result<TokenStatus, TokenError> {
+    let body = token_body(response)?;
+    let data = body.get("data").ok_or_else(|| token_error(response, "the answer has no `data`"))?;
+    let valid = data
+        .get("is_valid")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| token_error(response, "`data.is_valid` is missing"))?;
+    let expires_at = data.get("expires_at").and_then(json::integer).filter(|secs| *secs > 0).map(Timestamp::from_secs);
+    Ok(TokenStatus { valid, expires_at })
+}
+
+/// Builds the exchange of a short-lived user token for a long-lived one (about 60 days):
+/// `GET {api_base}/oauth/access_token?grant_type=fb_exchange_token&client_id=…&client_secret=…&fb_exchange_token=…`
+/// (PLATFORMS.md 1.8).
+pub fn build_token_exchange_request(
+    api_base: &str,
+    app_id: &str,
+    app_secret: &Secret,
+    short_lived: &Secret,
+) -> ApiRequest {
+    graph_get(
+        api_base,
+        "oauth/access_token",
+        &[
+            ("grant_type", "fb_exchange_token"),
+            ("client_id", app_id),
+            ("client_secret", app_secret.expose()),
+            ("fb_exchange_token", short_lived.expose()),
+        ],
+    )
+}
+
+/// Reads `{"access_token", "token_type", "expires_in"}` from a token exchange. Meta issues no refresh
+/// token: a long-lived token is exchanged again, or the user logs in again.
+pub fn parse_token_grant(response: &ApiResponse) -> Result<TokenGrant, TokenError> {
+    let body = token_body(response)?;
+    let access_token =
+        str_field(&body, "access_token").ok_or_else(|| token_error(response, "the answer has no `access_token`"))?;
+    let expires_in = body.get("expires_in").and_then(json::integer).and_then(|secs| u64::try_from(secs).ok());
+    Ok(TokenGrant {
+        access_token: Secret::new(access_token),
+        expires_in,
+        refresh_token: None,
+        refresh_token_expires_in: None,
+    })
+}
+
+/// A GET on the Graph API with a percent-encoded query.
+fn graph_get(api_base: &str, path: &str, query: &[(&str, &str)]) -> ApiRequest {
+    let query: Vec<String> =
+        query.iter().map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value))).collect();
+    ApiRequest {
+        method: ApiMethod::Get,
+        url: format!("{}/{path}?{}", api_base.trim_end_matches('/'), query.join("&")),
+        headers: Vec::new(),
+        body: ApiBody::Empty,
+    }
+}
+
+/// The JSON of a token endpoint's 2xx answer; a Graph error or anything else is a [`TokenError`].
+fn token_body(response: &ApiResponse) -> Result<Value, TokenError> {
+    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if let Some(error) = body.as_ref().and_then(|b| b.get("error")).filter(|e| e.is_object()) {
+        let message = str_field(error, "message").unwrap_or_else(|| "Graph error without a message".into());
+        return Err(token_error(response, &message));
+    }
+    match body {
+        Some(body @ Value::Object(_)) if is_success(response.status) => Ok(body),
+        Some(_) if is_success(response.status) => Err(token_error(response, "the answer is not a JSON object")),
+        Some(_) => Err(token_error(response, "the answer is not a Graph error")),
+        None => Err(token_error(response, "the answer is not JSON")),
+    }
+}
+
+fn token_error(response: &ApiResponse, message: &str) -> TokenError {
+    TokenError { status: response.status, message: message.to_owned() }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, so any value is safe in a query or
+/// a path segment (`|` becomes `%7C`, `+` becomes `%2B`).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push_str(&super::encode_hex(&[byte]).to_ascii_uppercase());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::MessageError;
+    use crate::model::Template;
 
     const PAGE: &str = "104857600123456";
     const USER: &str = "7212345678901234";
@@ -994,5 +1343,472 @@ mod tests {
         }
         let distinct: std::collections::HashSet<&String> = keys.iter().collect();
         assert_eq!(distinct.len(), keys.len(), "every event has its own key: {keys:?}");
+    }
+
+    // --- sending -------------------------------------------------------------------------------
+
+    const GRAPH: &str = "https://graph.facebook.com/v21.0";
+    const PAGE_TOKEN: &str = "EAAGm0PX4ZCpsBAPageToken7f3a";
+
+    fn send_ctx(token: &Secret) -> SendContext<'_> {
+        SendContext { api_base: GRAPH, account_id: PAGE, access_token: token, sender_name: "", api_version: "" }
+    }
+
+    fn outbound(text: Option<&str>, attachments: Vec<Attachment>) -> OutboundMessage {
+        OutboundMessage {
+            id: "msg_01J0ABCDEF".into(),
+            recipient: USER.into(),
+            reply_to: None,
+            text: text.map(str::to_owned),
+            attachments,
+            template: None,
+        }
+    }
+
+    fn by_url(kind: &str, url: &str) -> Attachment {
+        Attachment { kind: kind.into(), url: Some(url.into()), ..Default::default() }
+    }
+
+    fn build(message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+        build_send_request(&send_ctx(&Secret::new(PAGE_TOKEN)), message)
+    }
+
+    fn json_body(request: &ApiRequest) -> Value {
+        match &request.body {
+            ApiBody::Json(bytes) => serde_json::from_slice(bytes).expect("the body is JSON"),
+            other => panic!("expected a JSON body, got {}", if *other == ApiBody::Empty { "none" } else { "a form" }),
+        }
+    }
+
+    fn unsupported(result: Result<ApiRequest, BuildError>) -> String {
+        match result {
+            Err(BuildError::Unsupported(reason)) => reason,
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_text_goes_to_the_page_messages_edge_with_the_token_in_the_header_only() {
+        let request = build(&outbound(Some("It shipped this morning."), vec![])).expect("builds");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://graph.facebook.com/v21.0/104857600123456/messages");
+        assert_eq!(request.headers, vec![("Authorization", format!("Bearer {PAGE_TOKEN}"))]);
+        assert!(!request.url.contains(PAGE_TOKEN) && !request.url.contains("access_token"));
+        assert_eq!(
+            json_body(&request),
+            json!({
+                "recipient": { "id": USER },
+                "messaging_type": "RESPONSE",
+                "message": { "text": "It shipped this morning.", "metadata": "parley:msg_01J0ABCDEF" }
+            })
+        );
+        let debug = format!("{request:?}");
+        assert!(!debug.contains(PAGE_TOKEN), "{debug}");
+        assert_eq!(
+            debug,
+            r#"Post https://graph.facebook.com/v21.0/104857600123456/messages headers=["Authorization"]"#
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_on_the_api_base_does_not_double_the_slash() {
+        let token = Secret::new(PAGE_TOKEN);
+        let ctx = SendContext { api_base: "https://graph.facebook.com/v21.0/", ..send_ctx(&token) };
+        let request = build_send_request(&ctx, &outbound(Some("hi"), vec![])).expect("builds");
+        assert_eq!(request.url, "https://graph.facebook.com/v21.0/104857600123456/messages");
+    }
+
+    #[test]
+    fn each_attachment_kind_is_sent_by_url_as_a_reusable_attachment() {
+        for kind in ["image", "video", "audio", "file"] {
+            let url = format!("https://cdn.example.com/receipt-7781.{kind}");
+            let request = build(&outbound(None, vec![by_url(kind, &url)])).expect("builds");
+            assert_eq!(
+                json_body(&request),
+                json!({
+                    "recipient": { "id": USER },
+                    "messaging_type": "RESPONSE",
+                    "message": {
+                        "attachment": { "type": kind, "payload": { "url": url, "is_reusable": true } },
+                        "metadata": "parley:msg_01J0ABCDEF"
+                    }
+                }),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn reply_to_is_ignored_because_messenger_cannot_quote() {
+        let mut message = outbound(Some("Following up"), vec![]);
+        let plain = build(&message).expect("builds");
+        message.reply_to = Some("m_In0001".into());
+        assert_eq!(build(&message).expect("builds"), plain);
+    }
+
+    #[test]
+    fn emoji_text_of_exactly_the_limit_is_accepted_and_one_more_character_is_not() {
+        // 2000 four-byte emoji: 8000 bytes, but 2000 characters.
+        let at_limit = "📦".repeat(MAX_TEXT_CHARS);
+        assert!(build(&outbound(Some(&at_limit), vec![])).is_ok());
+        let over = format!("{at_limit}a");
+        assert_eq!(
+            build(&outbound(Some(&over), vec![])),
+            Err(BuildError::TextTooLong { platform: Platform::Facebook, length: 2001, max: 2000 })
+        );
+    }
+
+    #[test]
+    fn a_message_with_nothing_to_send_is_empty() {
+        assert_eq!(build(&outbound(None, vec![])), Err(BuildError::Empty));
+        assert_eq!(build(&outbound(Some(""), vec![])), Err(BuildError::Empty), "empty text is no text");
+    }
+
+    #[test]
+    fn a_blank_recipient_is_invalid() {
+        let mut message = outbound(Some("hi"), vec![]);
+        message.recipient = "  ".into();
+        assert!(matches!(build(&message), Err(BuildError::Invalid { field: "recipient", .. })));
+    }
+
+    #[test]
+    fn text_with_an_attachment_must_be_sent_as_two_messages() {
+        let reason =
+            unsupported(build(&outbound(Some("Your receipt"), vec![by_url("image", "https://c.example/r.png")])));
+        assert!(reason.contains("send the text and the attachment as two messages"), "{reason}");
+    }
+
+    #[test]
+    fn more_than_one_attachment_is_unsupported() {
+        let two = vec![by_url("image", "https://c.example/1.png"), by_url("image", "https://c.example/2.png")];
+        assert!(unsupported(build(&outbound(None, two))).contains("one attachment per message"));
+    }
+
+    #[test]
+    fn a_template_is_whatsapp_only() {
+        let mut message = outbound(None, vec![]);
+        message.template = Some(Template { name: "order_update".into(), language: "pt_BR".into(), components: vec![] });
+        assert!(unsupported(build(&message)).contains("templates are WhatsApp only"));
+    }
+
+    #[test]
+    fn a_sticker_or_a_captioned_attachment_is_unsupported_and_a_url_is_required() {
+        let reason = unsupported(build(&outbound(None, vec![by_url("sticker", "https://c.example/s.webp")])));
+        assert!(reason.contains("`sticker`"), "{reason}");
+
+        let captioned = Attachment { caption: Some("The box".into()), ..by_url("image", "https://c.example/box.jpg") };
+        assert!(unsupported(build(&outbound(None, vec![captioned]))).contains("no caption"));
+
+        let by_id =
+            Attachment { kind: "image".into(), media_id: Some("1479537139650973".into()), ..Default::default() };
+        assert!(matches!(build(&outbound(None, vec![by_id])), Err(BuildError::Invalid { field: "attachments", .. })));
+    }
+
+    #[test]
+    fn a_sender_action_uses_the_send_endpoint_and_header() {
+        let token = Secret::new(PAGE_TOKEN);
+        let request = build_sender_action_request(&send_ctx(&token), USER, "typing_on");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://graph.facebook.com/v21.0/104857600123456/messages");
+        assert_eq!(request.headers, vec![("Authorization", format!("Bearer {PAGE_TOKEN}"))]);
+        assert_eq!(json_body(&request), json!({ "recipient": { "id": USER }, "sender_action": "typing_on" }));
+        assert!(!format!("{request:?}").contains(PAGE_TOKEN));
+    }
+
+    // --- classifying answers -------------------------------------------------------------------
+
+    fn answer(status: u16, body: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json; charset=UTF-8".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn with_retry_after(mut response: ApiResponse, seconds: &str) -> ApiResponse {
+        response.headers.push(("retry-after".into(), seconds.into()));
+        response
+    }
+
+    /// A Graph error body as Meta sends it.
+    fn graph_error(code: i64, subcode: Option<i64>, message: &str) -> String {
+        let mut error =
+            json!({ "message": message, "type": "OAuthException", "code": code, "fbtrace_id": "A1b2C3d4E5f" });
+        if let Some(subcode) = subcode {
+            error["error_subcode"] = json!(subcode);
+        }
+        json!({ "error": error }).to_string()
+    }
+
+    fn retry_error(outcome: SendOutcome) -> (Option<Duration>, MessageError, bool) {
+        match outcome {
+            SendOutcome::Retry { after, error, recipient_only } => (after, error, recipient_only),
+            other => panic!("expected Retry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_message_id_means_sent() {
+        let outcome =
+            classify_send_response(&answer(200, r#"{"recipient_id":"7212345678901234","message_id":"m_Out0008"}"#));
+        assert_eq!(outcome, SendOutcome::Sent { platform_message_id: "m_Out0008".into() });
+        let no_recipient = classify_send_response(&answer(200, r#"{"message_id":"m_Out0009"}"#));
+        assert_eq!(no_recipient, SendOutcome::Sent { platform_message_id: "m_Out0009".into() });
+    }
+
+    #[test]
+    fn a_2xx_without_a_message_id_fails_without_a_retry_that_could_duplicate() {
+        for body in [r#"{"recipient_id":"7212345678901234"}"#, "", "OK", "[]"] {
+            match classify_send_response(&answer(200, body)) {
+                SendOutcome::Failed(error) => {
+                    assert_eq!(error.code, "no_message_id");
+                    assert!(error.permanent);
+                }
+                other => panic!("{body:?}: expected Failed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn throttling_codes_retry_and_honour_retry_after() {
+        let cases = [
+            (1200, None, "(#1200) Temporary send message failure. Please try again later", 500),
+            (2, None, "An unexpected error has occurred. Please retry your request later.", 500),
+            (4, Some(2_018_022), "(#4) Application request limit reached", 400),
+            (613, None, "(#613) Calls to this api have exceeded the rate limit.", 400),
+            (32, None, "(#32) Page request limit reached", 400),
+        ];
+        for (code, subcode, message, status) in cases {
+            let body = graph_error(code, subcode, message);
+            let (after, error, recipient_only) = retry_error(classify_send_response(&answer(status, &body)));
+            let expected_code = subcode.map_or_else(|| code.to_string(), |s| format!("{code}/{s}"));
+            assert_eq!(error, MessageError { code: expected_code, message: message.into(), permanent: false });
+            assert_eq!((after, recipient_only), (None, false), "{code}: no hint, the channel backs off");
+
+            let (after, _, _) = retry_error(classify_send_response(&with_retry_after(answer(status, &body), "17")));
+            assert_eq!(after, Some(Duration::from_secs(17)), "{code}");
+        }
+    }
+
+    #[test]
+    fn code_190_rejects_the_token_whatever_the_subcode() {
+        let body = graph_error(190, Some(463), "Error validating access token: Session has expired on Monday.");
+        match classify_send_response(&answer(400, &body)) {
+            SendOutcome::TokenRejected(error) => {
+                assert_eq!(error.code, "190/463");
+                assert!(!error.permanent);
+                assert!(error.message.starts_with("Error validating access token"));
+            }
+            other => panic!("expected TokenRejected, got {other:?}"),
+        }
+        assert!(matches!(
+            classify_send_response(&answer(401, &graph_error(190, None, "Invalid OAuth access token."))),
+            SendOutcome::TokenRejected(MessageError { ref code, .. }) if code == "190"
+        ));
+    }
+
+    #[test]
+    fn permanent_codes_fail_with_code_and_subcode() {
+        let cases = [
+            (100, Some(2_018_001), "(#100) No matching user found"),
+            (10, Some(2_018_278), "(#10) This message is sent outside of allowed window."),
+            (200, None, "(#200) Requires pages_messaging permission to manage the object"),
+            (230, None, "(#230) Requires pages_messaging_subscriptions permission"),
+            (551, Some(1_545_041), "(#551) This person isn't available right now."),
+            (368, None, "(#368) The action attempted has been deemed abusive or is otherwise disallowed"),
+            (10904, None, "(#10904) The Page has messaging disabled"),
+            (1_609_005, None, "A code no table lists yet"),
+        ];
+        for (code, subcode, message) in cases {
+            let outcome = classify_send_response(&answer(400, &graph_error(code, subcode, message)));
+            let expected_code = subcode.map_or_else(|| code.to_string(), |s| format!("{code}/{s}"));
+            assert_eq!(
+                outcome,
+                SendOutcome::Failed(MessageError { code: expected_code, message: message.into(), permanent: true })
+            );
+        }
+    }
+
+    #[test]
+    fn the_error_code_decides_not_the_http_status() {
+        // A throttling code under a 200, and a permanent code under a 500.
+        let (_, error, _) = retry_error(classify_send_response(&answer(200, &graph_error(613, None, "slow down"))));
+        assert_eq!(error.code, "613");
+        let outcome = classify_send_response(&answer(500, &graph_error(10, Some(2_018_278), "outside window")));
+        assert!(matches!(outcome, SendOutcome::Failed(MessageError { permanent: true, .. })));
+        // Codes and subcodes sent as strings read the same.
+        let stringly = r#"{"error":{"message":"(#10) outside","code":"10","error_subcode":"2018278"}}"#;
+        assert!(matches!(
+            classify_send_response(&answer(400, stringly)),
+            SendOutcome::Failed(MessageError { ref code, .. }) if code == "10/2018278"
+        ));
+    }
+
+    #[test]
+    fn a_proxys_html_502_retries_and_honours_retry_after() {
+        let html = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>\
+                    <hr><center>nginx</center></body></html>";
+        let response = ApiResponse {
+            status: 502,
+            headers: vec![("content-type".into(), "text/html".into()), ("retry-after".into(), "30".into())],
+            body: html.as_bytes().to_vec(),
+        };
+        let (after, error, recipient_only) = retry_error(classify_send_response(&response));
+        assert_eq!((after, recipient_only), (Some(Duration::from_secs(30)), false));
+        assert_eq!((error.code.as_str(), error.permanent), ("http_502", false));
+        assert!(!error.message.contains("nginx"), "the body is not copied into the error");
+    }
+
+    #[test]
+    fn an_empty_500_and_a_bare_429_retry_with_back_off() {
+        let (after, error, _) = retry_error(classify_send_response(&answer(500, "")));
+        assert_eq!((after, error.code.as_str()), (None, "http_500"));
+        let (after, error, _) =
+            retry_error(classify_send_response(&with_retry_after(answer(429, "Too Many Requests"), "5")));
+        assert_eq!((after, error.code.as_str()), (Some(Duration::from_secs(5)), "http_429"));
+        let (after, _, _) = retry_error(classify_send_response(&with_retry_after(answer(503, ""), "soon")));
+        assert_eq!(after, None, "a Retry-After that is not seconds is ignored");
+    }
+
+    #[test]
+    fn a_bare_401_rejects_the_token_and_other_4xx_fail() {
+        assert!(matches!(
+            classify_send_response(&answer(401, "Unauthorized")),
+            SendOutcome::TokenRejected(MessageError { ref code, permanent: false, .. }) if code == "http_401"
+        ));
+        assert!(matches!(
+            classify_send_response(&answer(404, "<html>Not Found</html>")),
+            SendOutcome::Failed(MessageError { ref code, permanent: true, .. }) if code == "http_404"
+        ));
+        // An `error` without a usable code is not a Graph error either.
+        assert!(matches!(
+            classify_send_response(&answer(400, r#"{"error":{"message":"no code"}}"#)),
+            SendOutcome::Failed(MessageError { ref code, .. }) if code == "http_400"
+        ));
+    }
+
+    #[test]
+    fn no_body_makes_classification_panic() {
+        let bodies: [&[u8]; 8] = [
+            b"",
+            b"null",
+            b"\xff\xfe\x00garbage",
+            br#"{"error":null}"#,
+            br#"{"error":{"code":1.5e300,"error_subcode":[]}}"#,
+            br#"{"message_id":12345678901234567890}"#,
+            br#"{"error":"string"}"#,
+            br#"{"error":{"code":-1,"error_data":"x"}}"#,
+        ];
+        for body in bodies {
+            for status in [200, 400, 500] {
+                let _ = classify_send_response(&ApiResponse { status, headers: vec![], body: body.to_vec() });
+            }
+        }
+    }
+
+    // --- tokens --------------------------------------------------------------------------------
+
+    const APP_ID: &str = "1234567890123";
+    const APP_SECRET: &str = "app+secret/0123&x=y";
+
+    #[test]
+    fn debug_token_puts_both_tokens_percent_encoded_in_the_query() {
+        let request = build_debug_token_request(GRAPH, &Secret::new("EAAG token+/="), APP_ID, &Secret::new(APP_SECRET));
+        assert_eq!(request.method, ApiMethod::Get);
+        assert_eq!(
+            request.url,
+            "https://graph.facebook.com/v21.0/debug_token?input_token=EAAG%20token%2B%2F%3D\
+             &access_token=1234567890123%7Capp%2Bsecret%2F0123%26x%3Dy"
+        );
+        assert!(request.body == ApiBody::Empty);
+        assert!(request.headers.is_empty());
+        let query = request.url.split_once('?').expect("a query").1;
+        assert_eq!(
+            super::super::query_param(query, "access_token").as_deref(),
+            Some("1234567890123|app+secret/0123&x=y")
+        );
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("secret") && !debug.contains("EAAG"), "{debug}");
+    }
+
+    #[test]
+    fn debug_token_reads_validity_and_expiry() {
+        let valid = answer(
+            200,
+            r#"{"data":{"app_id":"1234567890123","type":"PAGE","application":"Parley","data_access_expires_at":1725000000,
+                "expires_at":1723000000,"is_valid":true,"issued_at":1718000000,"scopes":["pages_messaging"],
+                "user_id":"104857600123456"}}"#,
+        );
+        assert_eq!(
+            parse_debug_token(&valid),
+            Ok(TokenStatus { valid: true, expires_at: Some(Timestamp::from_secs(1_723_000_000)) })
+        );
+        let never = answer(200, r#"{"data":{"type":"SYSTEM_USER","expires_at":0,"is_valid":true}}"#);
+        assert_eq!(parse_debug_token(&never), Ok(TokenStatus { valid: true, expires_at: None }));
+        let expired = answer(
+            200,
+            r#"{"data":{"app_id":"1234567890123","type":"USER","expires_at":1718003600,"is_valid":false,
+                "error":{"code":190,"message":"Error validating access token: Session has expired.","subcode":463}}}"#,
+        );
+        assert_eq!(
+            parse_debug_token(&expired),
+            Ok(TokenStatus { valid: false, expires_at: Some(Timestamp::from_secs(1_718_003_600)) })
+        );
+    }
+
+    #[test]
+    fn debug_token_errors_carry_the_graph_message() {
+        let bad_app = answer(400, &graph_error(190, None, "Invalid OAuth access token - Cannot parse access token"));
+        assert_eq!(
+            parse_debug_token(&bad_app),
+            Err(TokenError { status: 400, message: "Invalid OAuth access token - Cannot parse access token".into() })
+        );
+        assert_eq!(parse_debug_token(&answer(502, "<html>")).map_err(|e| e.status), Err(502));
+        assert!(parse_debug_token(&answer(200, r#"{"data":{}}"#)).is_err());
+        assert!(parse_debug_token(&answer(200, "[]")).is_err());
+    }
+
+    #[test]
+    fn the_token_exchange_is_a_get_with_four_encoded_parameters() {
+        let request =
+            build_token_exchange_request(GRAPH, APP_ID, &Secret::new(APP_SECRET), &Secret::new("EAAShortLived|1h"));
+        assert_eq!(request.method, ApiMethod::Get);
+        assert_eq!(
+            request.url,
+            "https://graph.facebook.com/v21.0/oauth/access_token?grant_type=fb_exchange_token&client_id=1234567890123\
+             &client_secret=app%2Bsecret%2F0123%26x%3Dy&fb_exchange_token=EAAShortLived%7C1h"
+        );
+        assert!(!format!("{request:?}").contains("EAAShortLived"));
+    }
+
+    #[test]
+    fn a_token_grant_is_read_and_an_error_is_not() {
+        let grant = parse_token_grant(&answer(
+            200,
+            r#"{"access_token":"EAALongLived60d","token_type":"bearer","expires_in":5183944}"#,
+        ))
+        .expect("a grant");
+        assert_eq!(grant.access_token.expose(), "EAALongLived60d");
+        assert_eq!(grant.expires_in, Some(5_183_944));
+        assert_eq!((grant.refresh_token, grant.refresh_token_expires_in), (None, None));
+
+        let without_expiry = parse_token_grant(&answer(200, r#"{"access_token":"EAA","token_type":"bearer"}"#));
+        assert_eq!(without_expiry.expect("a grant").expires_in, None);
+
+        let expired = answer(400, &graph_error(190, Some(463), "Error validating access token: Session has expired"));
+        assert_eq!(
+            parse_token_grant(&expired).map_err(|e| e.message),
+            Err("Error validating access token: Session has expired".into())
+        );
+        assert!(parse_token_grant(&answer(200, r#"{"token_type":"bearer"}"#)).is_err());
+        assert!(
+            !format!("{:?}", parse_token_grant(&answer(200, r#"{"access_token":"EAAsecret"}"#))).contains("EAAsecret")
+        );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_characters_and_escapes_the_rest() {
+        assert_eq!(percent_encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(percent_encode("a b+c|d/é"), "a%20b%2Bc%7Cd%2F%C3%A9");
     }
 }

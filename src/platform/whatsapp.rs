@@ -1,21 +1,27 @@
 //! WhatsApp Business Cloud API (object `whatsapp_business_account`): the GET handshake, the
-//! `X-Hub-Signature-256` check and the webhook parser (PLATFORMS.md section 2).
+//! `X-Hub-Signature-256` check, the webhook parser, and the send request and its answer
+//! (PLATFORMS.md section 2).
 //!
-//! The handshake and the signature are Meta's and identical to Messenger's, so they are the `facebook`
-//! module's functions; only the body differs.
+//! The handshake, the signature, the Graph error shape and the token calls are Meta's and identical to
+//! Messenger's, so they are the `facebook` module's functions; only the bodies differ.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::model::{
-    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError, Platform,
-    Receipt, ReceiptKind, SharedContact, Timestamp,
+    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
+    OutboundMessage, Platform, Receipt, ReceiptKind, SharedContact, Template, Timestamp,
 };
 use crate::secret::Secret;
 
+use super::facebook::{self, GraphError};
 use super::json::{content_key, id_field, str_field, timestamp_field};
-use super::{HandshakeReply, ParseContext, ParseError, SignatureForm, SignedRequest, VerifyError, facebook};
+use super::{
+    ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext, SendOutcome,
+    SignatureForm, SignedRequest, VerifyError,
+};
 
 /// The header that carries the signature (lower-case: headers are looked up case-insensitively).
 pub const SIGNATURE_HEADER: &str = facebook::SIGNATURE_HEADER;
@@ -347,9 +353,197 @@ fn error_event(error: &Value, account_id: &str, ctx: &ParseContext<'_>) -> Inbou
     }
 }
 
+// --- sending ---------------------------------------------------------------------------------
+
+/// The longest text (or caption) WhatsApp takes, in Unicode scalar values (`chars()`), not bytes.
+/// 4096 is what BSP documentation (360dialog) and the whatsapp-api-js SDK state; Meta's own page was
+/// not read (PLATFORMS.md 2.6 marks it unconfirmed).
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// Throughput is being upgraded (131057): Meta says this lasts up to a minute (PLATFORMS.md 2.7).
+const MAINTENANCE_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Builds the Cloud API request for one message (PLATFORMS.md 2.6).
+///
+/// `POST {api_base}/{phone_number_id}/messages` with `Authorization: Bearer`. The message is text, a
+/// template, or one attachment by link with the text as its caption where the media type takes one.
+/// `biz_opaque_callback_data` carries our id so the status webhooks can be matched back, and
+/// `reply_to` becomes `context.message_id` (a quoted reply).
+pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    let to = normalise_recipient(&message.recipient)?;
+    if message.attachments.len() > 1 {
+        return Err(BuildError::Unsupported(format!(
+            "WhatsApp takes one attachment per message; send the {} attachments as separate messages",
+            message.attachments.len()
+        )));
+    }
+    let text = message.text.as_deref().filter(|text| !text.is_empty());
+    let attachment = message.attachments.first();
+
+    let (message_type, content) = match (&message.template, attachment) {
+        (Some(_), _) if text.is_some() || attachment.is_some() => {
+            return Err(BuildError::Unsupported(
+                "a WhatsApp template carries its own text; send the text or attachment as a separate message".into(),
+            ));
+        }
+        (Some(template), _) => ("template", template_object(template)?),
+        (None, Some(attachment)) => media_object(attachment, text)?,
+        (None, None) => match text {
+            Some(text) => {
+                check_text_length(text)?;
+                ("text", json!({ "preview_url": false, "body": text }))
+            }
+            None => return Err(BuildError::Empty),
+        },
+    };
+
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": message_type,
+        "biz_opaque_callback_data": message.id,
+    });
+    body[message_type] = content;
+    if let Some(reply_to) = message.reply_to.as_deref().filter(|id| !id.is_empty()) {
+        body["context"] = json!({ "message_id": reply_to });
+    }
+    Ok(facebook::graph_post(ctx, &body))
+}
+
+/// The recipient as the Cloud API wants it: digits only, country code first. A leading `+` and spaces
+/// are dropped (operators paste `+55 11 98765-4321`-like numbers); anything else that is not a digit is
+/// refused rather than guessed at.
+fn normalise_recipient(recipient: &str) -> Result<String, BuildError> {
+    let trimmed = recipient.trim();
+    let without_plus = trimmed.strip_prefix('+').unwrap_or(trimmed);
+    let digits: String = without_plus.chars().filter(|c| *c != ' ').collect();
+    let invalid = |reason: &str| BuildError::Invalid { field: "recipient", reason: reason.to_owned() };
+    if digits.is_empty() {
+        return Err(invalid("a WhatsApp recipient is a phone number or wa_id"));
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("a WhatsApp number may hold only digits, spaces and a leading `+`"));
+    }
+    Ok(digits)
+}
+
+/// Refuses text longer than [`MAX_TEXT_CHARS`].
+fn check_text_length(text: &str) -> Result<(), BuildError> {
+    let length = text.chars().count();
+    if length > MAX_TEXT_CHARS {
+        return Err(BuildError::TextTooLong { platform: Platform::Whatsapp, length, max: MAX_TEXT_CHARS });
+    }
+    Ok(())
+}
+
+/// The `template` object; `components` only when there are any (an empty array is not the same as none
+/// to every Graph version).
+fn template_object(template: &Template) -> Result<Value, BuildError> {
+    if template.name.trim().is_empty() {
+        return Err(BuildError::Invalid { field: "template.name", reason: "the approved template's name".into() });
+    }
+    if template.language.trim().is_empty() {
+        return Err(BuildError::Invalid { field: "template.language", reason: "a language code such as pt_BR".into() });
+    }
+    let mut object = json!({ "name": template.name, "language": { "code": template.language } });
+    if !template.components.is_empty() {
+        object["components"] = Value::Array(template.components.clone());
+    }
+    Ok(object)
+}
+
+/// The message type and media object for one attachment by link. The caption is the message's text,
+/// else the attachment's own caption; audio takes none, so text with audio is refused.
+fn media_object(attachment: &Attachment, text: Option<&str>) -> Result<(&'static str, Value), BuildError> {
+    let media_type = match attachment.kind.as_str() {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        "file" => "document",
+        other => {
+            return Err(BuildError::Unsupported(format!(
+                "WhatsApp cannot send a `{other}` attachment here; send an image, video, audio or file"
+            )));
+        }
+    };
+    let link = attachment.url.as_deref().filter(|url| !url.is_empty()).ok_or_else(|| BuildError::Invalid {
+        field: "attachments",
+        reason: "attachments are sent by link and this one has no URL".into(),
+    })?;
+    let caption = text.or(attachment.caption.as_deref().filter(|caption| !caption.is_empty()));
+    let mut object = json!({ "link": link });
+    match (media_type, caption) {
+        ("audio", Some(_)) => {
+            return Err(BuildError::Unsupported(
+                "WhatsApp audio takes no caption; send the text and the audio as two messages".into(),
+            ));
+        }
+        (_, Some(caption)) => {
+            check_text_length(caption)?;
+            object["caption"] = json!(caption);
+        }
+        (_, None) => {}
+    }
+    if let Some(name) = attachment.name.as_deref().filter(|name| media_type == "document" && !name.is_empty()) {
+        object["filename"] = json!(name);
+    }
+    Ok((media_type, object))
+}
+
+/// Marks an inbound message (and everything before it) as read: the blue ticks (PLATFORMS.md 2.6).
+/// Answered with `{"success": true}`.
+pub fn build_mark_read_request(ctx: &SendContext<'_>, wamid: &str) -> ApiRequest {
+    facebook::graph_post(ctx, &json!({ "messaging_product": "whatsapp", "status": "read", "message_id": wamid }))
+}
+
+/// Tells a Cloud API answer apart: sent with `messages[0].id`, retry later, failed for good, or a dead
+/// token (PLATFORMS.md 2.6).
+///
+/// The decision rests on `error.code`, not on the HTTP status; the explanation kept is
+/// `error_data.details`, which Meta asks integrations to use instead of the `message` title. A body
+/// that is not a Graph error falls back on the status (429 and 5xx retry, 401 is the token). A 2xx
+/// without an id is `Failed` with code `no_message_id`, not retried: Meta may have accepted it, and the
+/// status webhooks (which carry our `biz_opaque_callback_data`) will say.
+///
+/// Some failures (131026, 131047, 131049...) arrive later as a `failed` status webhook instead; the
+/// parser turns those into receipts.
+pub fn classify_send_response(response: &ApiResponse) -> SendOutcome {
+    let body: Option<Value> = serde_json::from_slice(&response.body).ok();
+    if let Some(error) = body.as_ref().and_then(GraphError::from_body) {
+        return classify_whatsapp_error(response, error);
+    }
+    if facebook::is_success(response.status) {
+        let first = body.as_ref().and_then(|b| b.get("messages")).and_then(|m| m.get(0));
+        return match first.and_then(|m| id_field(m, "id")) {
+            Some(platform_message_id) => SendOutcome::Sent { platform_message_id },
+            None => SendOutcome::Failed(facebook::no_message_id(response.status)),
+        };
+    }
+    facebook::classify_without_graph_error(response)
+}
+
+/// WhatsApp's error table (PLATFORMS.md 2.6). Codes not listed as temporary or as the token fail
+/// permanently, including 131048 (spam rate limit): retrying it only lowers the number's quality.
+fn classify_whatsapp_error(response: &ApiResponse, error: GraphError) -> SendOutcome {
+    let message = error.details.clone().or_else(|| error.message.clone()).unwrap_or_default();
+    let retry_after = response.retry_after();
+    match error.code {
+        // 4 app call limit, 80007 WABA limit, 130429 throughput, 131000 something went wrong,
+        // 1 unknown, 2 service temporarily unavailable.
+        4 | 80007 | 130429 | 131000 | 1 | 2 => error.retry(retry_after, message, false),
+        131057 => error.retry(retry_after.or(Some(MAINTENANCE_RETRY_AFTER)), message, false),
+        // Too many messages to this one number: the others may go on. Meta suggests 4^x s back-off.
+        131056 => error.retry(retry_after, message, true),
+        0 | 190 => SendOutcome::TokenRejected(error.message_error(message, false)),
+        _ => SendOutcome::Failed(error.message_error(message, true)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::{ApiBody, ApiMethod};
 
     const PHONE_NUMBER_ID: &str = "106540352242922";
     const ANA: &str = "5511987654321";
@@ -817,5 +1011,452 @@ mod tests {
         }
         let distinct: std::collections::HashSet<&String> = keys.iter().collect();
         assert_eq!(distinct.len(), keys.len(), "every event has its own key: {keys:?}");
+    }
+
+    // --- sending -------------------------------------------------------------------------------
+
+    const GRAPH: &str = "https://graph.facebook.com/v21.0";
+    const SYSTEM_TOKEN: &str = "EAAJSystemUserToken9c8b";
+    const OUR_ID: &str = "msg_01J0WAOUT001";
+
+    fn send_ctx(token: &Secret) -> SendContext<'_> {
+        SendContext {
+            api_base: GRAPH,
+            account_id: PHONE_NUMBER_ID,
+            access_token: token,
+            sender_name: "",
+            api_version: "",
+        }
+    }
+
+    fn outbound(text: Option<&str>, attachments: Vec<Attachment>) -> OutboundMessage {
+        OutboundMessage {
+            id: OUR_ID.into(),
+            recipient: ANA.into(),
+            reply_to: None,
+            text: text.map(str::to_owned),
+            attachments,
+            template: None,
+        }
+    }
+
+    fn by_url(kind: &str, url: &str) -> Attachment {
+        Attachment { kind: kind.into(), url: Some(url.into()), ..Default::default() }
+    }
+
+    fn order_update(components: Vec<Value>) -> Template {
+        Template { name: "order_update".into(), language: "pt_BR".into(), components }
+    }
+
+    fn build(message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+        build_send_request(&send_ctx(&Secret::new(SYSTEM_TOKEN)), message)
+    }
+
+    fn json_body(request: &ApiRequest) -> Value {
+        match &request.body {
+            ApiBody::Json(bytes) => serde_json::from_slice(bytes).expect("the body is JSON"),
+            _ => panic!("expected a JSON body"),
+        }
+    }
+
+    /// The body every send shares, with `extra` merged in.
+    fn envelope(extra: Value) -> Value {
+        let mut body = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": ANA,
+            "biz_opaque_callback_data": OUR_ID,
+        });
+        for (key, value) in extra.as_object().expect("an object") {
+            body[key] = value.clone();
+        }
+        body
+    }
+
+    fn unsupported(result: Result<ApiRequest, BuildError>) -> String {
+        match result {
+            Err(BuildError::Unsupported(reason)) => reason,
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_text_goes_to_the_phone_number_edge_with_the_token_in_the_header_only() {
+        let request = build(&outbound(Some("Yes, it arrives tomorrow."), vec![])).expect("builds");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://graph.facebook.com/v21.0/106540352242922/messages");
+        assert_eq!(request.headers, vec![("Authorization", format!("Bearer {SYSTEM_TOKEN}"))]);
+        assert!(!request.url.contains(SYSTEM_TOKEN));
+        assert_eq!(
+            json_body(&request),
+            envelope(json!({ "type": "text", "text": { "preview_url": false, "body": "Yes, it arrives tomorrow." } }))
+        );
+        assert!(!format!("{request:?}").contains(SYSTEM_TOKEN));
+    }
+
+    #[test]
+    fn reply_to_becomes_the_quoted_context() {
+        let mut message = outbound(Some("Replying to this one"), vec![]);
+        message.reply_to = Some("wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjBDMkE0RjI5RTY3QTAwMQA=".into());
+        assert_eq!(
+            json_body(&build(&message).expect("builds")),
+            envelope(json!({
+                "type": "text",
+                "text": { "preview_url": false, "body": "Replying to this one" },
+                "context": { "message_id": "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjBDMkE0RjI5RTY3QTAwMQA=" }
+            }))
+        );
+    }
+
+    #[test]
+    fn a_plus_and_spaces_are_stripped_from_the_number_and_other_characters_refused() {
+        for written in ["+55 11 98765 4321", "5511987654321", " +5511987654321 "] {
+            let mut message = outbound(Some("hi"), vec![]);
+            message.recipient = written.into();
+            assert_eq!(json_body(&build(&message).expect("builds"))["to"], ANA, "{written:?}");
+        }
+        for written in ["+55 (11) 98765-4321", "55119876x4321", "++5511987654321", "", " + ", "٥٥١١"] {
+            let mut message = outbound(Some("hi"), vec![]);
+            message.recipient = written.into();
+            assert!(
+                matches!(build(&message), Err(BuildError::Invalid { field: "recipient", .. })),
+                "{written:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn a_template_is_sent_with_its_components_or_without_the_key_when_there_are_none() {
+        let components = vec![json!({ "type": "body", "parameters": [ { "type": "text", "text": "#7781" } ] })];
+        let mut message = outbound(None, vec![]);
+        message.template = Some(order_update(components.clone()));
+        assert_eq!(
+            json_body(&build(&message).expect("builds")),
+            envelope(json!({
+                "type": "template",
+                "template": { "name": "order_update", "language": { "code": "pt_BR" }, "components": components }
+            }))
+        );
+
+        message.template = Some(order_update(vec![]));
+        assert_eq!(
+            json_body(&build(&message).expect("builds")),
+            envelope(
+                json!({ "type": "template", "template": { "name": "order_update", "language": { "code": "pt_BR" } } })
+            )
+        );
+    }
+
+    #[test]
+    fn a_template_needs_a_name_and_a_language_and_goes_alone() {
+        let mut message = outbound(None, vec![]);
+        message.template = Some(Template { name: " ".into(), ..order_update(vec![]) });
+        assert!(matches!(build(&message), Err(BuildError::Invalid { field: "template.name", .. })));
+        message.template = Some(Template { language: String::new(), ..order_update(vec![]) });
+        assert!(matches!(build(&message), Err(BuildError::Invalid { field: "template.language", .. })));
+
+        message.template = Some(order_update(vec![]));
+        message.text = Some("and some text".into());
+        assert!(unsupported(build(&message)).contains("template carries its own text"));
+        message.text = None;
+        message.attachments = vec![by_url("image", "https://cdn.example.com/box.jpg")];
+        assert!(unsupported(build(&message)).contains("template carries its own text"));
+    }
+
+    #[test]
+    fn each_attachment_kind_is_sent_by_link_with_the_text_as_caption() {
+        let cases = [
+            ("image", "image", "https://cdn.example.com/box.jpg"),
+            ("video", "video", "https://cdn.example.com/unboxing.mp4"),
+            ("file", "document", "https://cdn.example.com/invoice-7781.pdf"),
+        ];
+        for (kind, media_type, url) in cases {
+            let request = build(&outbound(Some("Your order"), vec![by_url(kind, url)])).expect("builds");
+            assert_eq!(
+                json_body(&request),
+                envelope(json!({ "type": media_type, media_type: { "link": url, "caption": "Your order" } })),
+                "{kind}"
+            );
+        }
+        let audio = build(&outbound(None, vec![by_url("audio", "https://cdn.example.com/note.mp3")])).expect("builds");
+        assert_eq!(
+            json_body(&audio),
+            envelope(json!({ "type": "audio", "audio": { "link": "https://cdn.example.com/note.mp3" } }))
+        );
+    }
+
+    #[test]
+    fn a_document_keeps_its_file_name_and_an_attachment_caption_stands_in_for_text() {
+        let invoice = Attachment {
+            name: Some("invoice-7781.pdf".into()),
+            caption: Some("Your invoice".into()),
+            ..by_url("file", "https://cdn.example.com/invoice-7781.pdf")
+        };
+        assert_eq!(
+            json_body(&build(&outbound(None, vec![invoice])).expect("builds")),
+            envelope(json!({
+                "type": "document",
+                "document": {
+                    "link": "https://cdn.example.com/invoice-7781.pdf",
+                    "filename": "invoice-7781.pdf",
+                    "caption": "Your invoice"
+                }
+            }))
+        );
+        let named_image =
+            Attachment { name: Some("box.jpg".into()), ..by_url("image", "https://cdn.example.com/box.jpg") };
+        let body = json_body(&build(&outbound(None, vec![named_image])).expect("builds"));
+        assert_eq!(body["image"], json!({ "link": "https://cdn.example.com/box.jpg" }), "filename is for documents");
+    }
+
+    #[test]
+    fn audio_with_text_stickers_several_attachments_and_missing_links_are_refused() {
+        let with_text = outbound(Some("listen"), vec![by_url("audio", "https://cdn.example.com/note.mp3")]);
+        assert!(unsupported(build(&with_text)).contains("audio takes no caption"));
+        let sticker = outbound(None, vec![by_url("sticker", "https://cdn.example.com/s.webp")]);
+        assert!(unsupported(build(&sticker)).contains("`sticker`"));
+        let two = outbound(
+            None,
+            vec![by_url("image", "https://cdn.example.com/1.jpg"), by_url("image", "https://cdn.example.com/2.jpg")],
+        );
+        assert!(unsupported(build(&two)).contains("one attachment per message"));
+        let by_id =
+            Attachment { kind: "image".into(), media_id: Some("1479537139650973".into()), ..Default::default() };
+        assert!(matches!(build(&outbound(None, vec![by_id])), Err(BuildError::Invalid { field: "attachments", .. })));
+    }
+
+    #[test]
+    fn text_and_captions_are_limited_to_4096_characters_not_bytes() {
+        let at_limit = "ש".repeat(MAX_TEXT_CHARS);
+        assert!(build(&outbound(Some(&at_limit), vec![])).is_ok());
+        let over = format!("{at_limit}👋");
+        let too_long = Err(BuildError::TextTooLong { platform: Platform::Whatsapp, length: 4097, max: 4096 });
+        assert_eq!(build(&outbound(Some(&over), vec![])), too_long);
+        assert_eq!(build(&outbound(Some(&over), vec![by_url("image", "https://cdn.example.com/box.jpg")])), too_long);
+    }
+
+    #[test]
+    fn a_message_with_nothing_to_send_is_empty() {
+        assert_eq!(build(&outbound(None, vec![])), Err(BuildError::Empty));
+        assert_eq!(build(&outbound(Some(""), vec![])), Err(BuildError::Empty));
+    }
+
+    #[test]
+    fn mark_read_names_the_inbound_wamid() {
+        let token = Secret::new(SYSTEM_TOKEN);
+        let request = build_mark_read_request(&send_ctx(&token), "wamid.IN0001");
+        assert_eq!(request.method, ApiMethod::Post);
+        assert_eq!(request.url, "https://graph.facebook.com/v21.0/106540352242922/messages");
+        assert_eq!(request.headers, vec![("Authorization", format!("Bearer {SYSTEM_TOKEN}"))]);
+        assert_eq!(
+            json_body(&request),
+            json!({ "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN0001" })
+        );
+    }
+
+    // --- classifying answers -------------------------------------------------------------------
+
+    fn answer(status: u16, body: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn with_retry_after(mut response: ApiResponse, seconds: &str) -> ApiResponse {
+        response.headers.push(("retry-after".into(), seconds.into()));
+        response
+    }
+
+    /// A Cloud API error body: a `(#code) title` message and the explanation in `error_data.details`.
+    fn cloud_error(code: i64, title: &str, details: &str) -> String {
+        json!({ "error": {
+            "message": format!("(#{code}) {title}"),
+            "type": "OAuthException",
+            "code": code,
+            "error_data": { "messaging_product": "whatsapp", "details": details },
+            "fbtrace_id": "Az8or2yhqkZfEZ"
+        } })
+        .to_string()
+    }
+
+    fn retry_error(outcome: SendOutcome) -> (Option<Duration>, MessageError, bool) {
+        match outcome {
+            SendOutcome::Retry { after, error, recipient_only } => (after, error, recipient_only),
+            other => panic!("expected Retry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_messages_id_means_sent() {
+        let body = r#"{"messaging_product":"whatsapp","contacts":[{"input":"+55 11 98765 4321","wa_id":"5511987654321"}],
+            "messages":[{"id":"wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkQ5RjBBRTQ0QjE1MjQ0NjU5OAA=","message_status":"accepted"}]}"#;
+        assert_eq!(
+            classify_send_response(&answer(200, body)),
+            SendOutcome::Sent {
+                platform_message_id: "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABEYEkQ5RjBBRTQ0QjE1MjQ0NjU5OAA=".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_2xx_without_a_message_id_fails_without_a_retry_that_could_duplicate() {
+        for body in [r#"{"messaging_product":"whatsapp","messages":[]}"#, r#"{"success":true}"#, "", "<html>"] {
+            match classify_send_response(&answer(200, body)) {
+                SendOutcome::Failed(error) => {
+                    assert_eq!((error.code.as_str(), error.permanent), ("no_message_id", true))
+                }
+                other => panic!("{body:?}: expected Failed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn throttling_and_temporary_codes_retry_and_honour_retry_after() {
+        let cases = [
+            (4, "Too many calls", "Application request limit reached", 429),
+            (80007, "Rate limit issues", "The WhatsApp Business Account has reached its rate limit.", 400),
+            (130429, "Rate limit hit", "Cloud API message throughput has been reached.", 400),
+            (131000, "Something went wrong", "Message failed to send because of an unknown error.", 500),
+            (1, "API Unknown", "Invalid request or possible server error.", 400),
+            (2, "API Service", "Temporary due to downtime or due to being overloaded.", 503),
+        ];
+        for (code, title, details, status) in cases {
+            let body = cloud_error(code, title, details);
+            let (after, error, recipient_only) = retry_error(classify_send_response(&answer(status, &body)));
+            assert_eq!(error, MessageError { code: code.to_string(), message: details.into(), permanent: false });
+            assert_eq!((after, recipient_only), (None, false), "{code}");
+            let (after, _, _) = retry_error(classify_send_response(&with_retry_after(answer(status, &body), "12")));
+            assert_eq!(after, Some(Duration::from_secs(12)), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_pair_rate_limit_holds_back_only_that_recipient() {
+        let body = cloud_error(
+            131056,
+            "(Business Account, Consumer Account) pair rate limit hit",
+            "Message failed to send because there were too many messages sent from this phone number to the same \
+             phone number in a short period of time.",
+        );
+        let (after, error, recipient_only) = retry_error(classify_send_response(&answer(400, &body)));
+        assert!(recipient_only);
+        assert_eq!((after, error.code.as_str(), error.permanent), (None, "131056", false));
+        let (after, _, recipient_only) =
+            retry_error(classify_send_response(&with_retry_after(answer(400, &body), "8")));
+        assert_eq!((after, recipient_only), (Some(Duration::from_secs(8)), true));
+    }
+
+    #[test]
+    fn a_number_in_maintenance_retries_after_a_minute_unless_told_otherwise() {
+        let body = cloud_error(131057, "Account in maintenance mode", "Business Account is in maintenance mode");
+        let (after, error, _) = retry_error(classify_send_response(&answer(400, &body)));
+        assert_eq!((after, error.code.as_str()), (Some(Duration::from_secs(60)), "131057"));
+        let (after, _, _) = retry_error(classify_send_response(&with_retry_after(answer(400, &body), "20")));
+        assert_eq!(after, Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn codes_0_and_190_reject_the_token() {
+        for (code, title, details) in [
+            (0, "AuthException", "We were unable to authenticate the app user."),
+            (190, "Access token has expired", "Error validating access token: Session has expired on Sunday."),
+        ] {
+            assert_eq!(
+                classify_send_response(&answer(401, &cloud_error(code, title, details))),
+                SendOutcome::TokenRejected(MessageError {
+                    code: code.to_string(),
+                    message: details.into(),
+                    permanent: false
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn permanent_codes_fail_with_the_details_as_message() {
+        let cases = [
+            (3, "Capability or permissions issue"),
+            (10, "Permission denied"),
+            (200, "Permission error"),
+            (299, "Permission error"),
+            (131048, "Spam rate limit hit"),
+            (131047, "Re-engagement message"),
+            (131026, "Message Undeliverable"),
+            (131049, "This message was not delivered to maintain healthy ecosystem engagement."),
+            (131051, "Unsupported message type"),
+            (131031, "Account has been locked"),
+            (368, "Temporarily blocked for policies violations"),
+            (100, "Invalid parameter"),
+            (132000, "Number of parameters does not match the expected number of params"),
+            (132001, "Template does not exist"),
+            (132016, "Template is paused"),
+            (133010, "Phone number Not Registered"),
+        ];
+        for (code, title) in cases {
+            let details = format!("details for {code}");
+            assert_eq!(
+                classify_send_response(&answer(400, &cloud_error(code, title, &details))),
+                SendOutcome::Failed(MessageError { code: code.to_string(), message: details, permanent: true }),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_details_the_message_is_used_and_a_subcode_is_kept() {
+        let body = r#"{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100,
+            "error_subcode":2494010,"fbtrace_id":"AbC"}}"#;
+        assert_eq!(
+            classify_send_response(&answer(400, body)),
+            SendOutcome::Failed(MessageError {
+                code: "100/2494010".into(),
+                message: "(#100) Invalid parameter".into(),
+                permanent: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_proxys_html_502_an_empty_500_and_a_bare_429_retry() {
+        let html = answer(502, "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>");
+        let (after, error, _) = retry_error(classify_send_response(&with_retry_after(html, "3")));
+        assert_eq!((after, error.code.as_str(), error.permanent), (Some(Duration::from_secs(3)), "http_502", false));
+        let (after, error, _) = retry_error(classify_send_response(&answer(500, "")));
+        assert_eq!((after, error.code.as_str()), (None, "http_500"));
+        let (after, error, recipient_only) = retry_error(classify_send_response(&answer(429, "rate limited")));
+        assert_eq!((after, error.code.as_str(), recipient_only), (None, "http_429", false));
+    }
+
+    #[test]
+    fn a_bare_401_rejects_the_token_and_other_4xx_fail() {
+        assert!(matches!(
+            classify_send_response(&answer(401, "")),
+            SendOutcome::TokenRejected(MessageError { ref code, .. }) if code == "http_401"
+        ));
+        assert!(matches!(
+            classify_send_response(&answer(413, "Payload Too Large")),
+            SendOutcome::Failed(MessageError { ref code, permanent: true, .. }) if code == "http_413"
+        ));
+    }
+
+    #[test]
+    fn no_body_makes_classification_panic() {
+        let bodies: [&[u8]; 8] = [
+            b"",
+            b"\x00\xff",
+            br#"{"messages":"wamid"}"#,
+            br#"{"messages":[null]}"#,
+            br#"{"messages":[{"id":1.5}]}"#,
+            br#"{"error":{"code":"not a number","error_data":null}}"#,
+            br#"{"error":{"code":131056,"error_data":{"details":7}}}"#,
+            br#"[{"error":{}}]"#,
+        ];
+        for body in bodies {
+            for status in [200, 400, 503] {
+                let _ = classify_send_response(&ApiResponse { status, headers: vec![], body: body.to_vec() });
+            }
+        }
     }
 }
