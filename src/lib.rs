@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod http;
 pub mod model;
+pub mod outbound;
 pub mod platform;
 pub mod ratelimit;
 pub mod secret;

@@ -1,29 +1,614 @@
-//! A platform's channel actor. For inbound traffic it parses verified bodies with the platform
-//! module's pure code and hands the events to the conversation actor, passing the HTTP request's
-//! reply port along so that the answer waits for the durable write without holding this actor.
+//! A platform's channel actor.
+//!
+//! Inbound, it parses verified bodies with the platform module's pure code and hands the events to
+//! the conversation actor, passing the HTTP request's reply port along so the answer waits for the
+//! durable write without holding this actor.
+//!
+//! Outbound, it owns sending: a queue per conversation (a later reply never overtakes an earlier
+//! one, retries included), round-robin across conversations with a bound on requests in flight, a
+//! token bucket that paces every request below the configured rate, WhatsApp's per-recipient limit,
+//! retries with back-off until a deadline, and the token (checked, refreshed, persisted). The queue
+//! is rebuilt from the store's outbox at start, so nothing queued is lost across a restart.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sha2::{Digest, Sha256};
 
-use super::{ChannelMsg, ConversationMsg, PersistError, conversation_actor};
-use crate::model::Platform;
-use crate::platform::{self, ParseContext};
+use super::{ChannelMsg, ChannelStatus, ConversationMsg, PersistError, TokenCheck, conversation_actor};
+use crate::config::OutboundConfig;
+use crate::model::{MessageError, Platform, Timestamp};
+use crate::outbound;
+use crate::platform::{self, ParseContext, SendContext, SendOutcome};
+use crate::ratelimit::{KeyedBuckets, TokenBucket, backoff};
+use crate::secret::Secret;
+use crate::store::{OutboxEntry, StoredToken};
+
+/// Configured rates are met from below: pacing at 99% keeps timer jitter from ever pushing one
+/// window of a period over the platform's ceiling.
+const RATE_MARGIN: f64 = 0.99;
+/// How often the outbox in the store is merged into the queue.
+const RELOAD_EVERY: Duration = Duration::from_secs(10);
+/// How soon a broken token is checked again.
+const BROKEN_TOKEN_RECHECK: Duration = Duration::from_secs(60);
+/// Warn when the token expires sooner than this.
+const TOKEN_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+/// LinkedIn access tokens are refreshed when they expire sooner than this.
+const REFRESH_BEFORE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The actor behaviour; one instance per enabled platform.
 pub struct ChannelActor;
+
+/// How a channel gets and checks its credential.
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    /// Graph API: `debug_token` with the app token; an optional short-lived user token is exchanged
+    /// for a long-lived one and used to fetch a never-expiring Page token.
+    Meta { app_id: String, app_secret: Secret, user_access_token: Secret, page_id: Option<String> },
+    /// Viber: the bot token never expires; `get_account_info` tells whether it works.
+    Viber,
+    /// LinkedIn: `introspectToken`, and `accessToken` with the refresh token.
+    Linkedin { oauth_base: String, client_id: String, client_secret: Secret, refresh_token: Secret },
+}
+
+/// What a channel needs to send.
+#[derive(Clone, Debug)]
+pub struct SendSettings {
+    pub api_base: String,
+    /// The credential from the configuration.
+    pub token: Secret,
+    pub sender_name: String,
+    pub api_version: String,
+    /// At most `rate` requests per `period`.
+    pub rate: u32,
+    pub period: Duration,
+    /// WhatsApp's pair limit: one per interval per recipient, with a burst.
+    pub per_recipient: Option<(Duration, u32)>,
+    pub outbound: OutboundConfig,
+    pub token_source: TokenSource,
+}
 
 /// What a channel needs to know about its platform.
 #[derive(Clone, Debug)]
 pub struct ChannelArgs {
     pub platform: Platform,
-    /// Our account on the platform, for bodies that do not name it.
+    /// Our account on the platform, for bodies that do not name it and for sends.
     pub account_id: String,
+    pub send: SendSettings,
+}
+
+/// One queued message and how its attempts went.
+#[derive(Debug, Clone)]
+struct Pending {
+    entry: OutboxEntry,
+    attempts: u32,
+    not_before: Instant,
+    /// A rejected token gets one refresh and one retry per message.
+    token_retry_used: bool,
+    last_error: Option<MessageError>,
 }
 
 /// Mutable state of a channel actor.
 pub struct ChannelState {
     args: ChannelArgs,
+    client: reqwest::Client,
+    token: Secret,
+    token_expires_at: Option<Timestamp>,
+    /// Why the channel cannot send (the token was rejected and could not be refreshed).
+    broken: Option<String>,
+    /// A token check or refresh is under way; sending waits for it after a rejection.
+    refreshing: bool,
+    limiter: TokenBucket,
+    recipients: Option<KeyedBuckets<String>>,
+    queues: HashMap<String, VecDeque<Pending>>,
+    /// Conversations with queued messages, in round-robin order.
+    order: VecDeque<String>,
+    known: HashSet<String>,
+    in_flight: HashSet<String>,
+    wake_at: Option<Instant>,
+    wake: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ChannelMsg>>>>,
+    sent: u64,
+    failed: u64,
+    retried: u64,
+}
+
+impl ChannelState {
+    fn queued(&self) -> usize {
+        self.known.len()
+    }
+
+    fn add(&mut self, entry: OutboxEntry) {
+        if !self.known.insert(entry.message.id.clone()) {
+            return;
+        }
+        let conversation = entry.conversation_id.clone();
+        let queue = self.queues.entry(conversation.clone()).or_default();
+        if queue.is_empty() && !self.order.contains(&conversation) {
+            self.order.push_back(conversation);
+        }
+        queue.push_back(Pending {
+            entry,
+            attempts: 0,
+            not_before: Instant::now(),
+            token_retry_used: false,
+            last_error: None,
+        });
+    }
+
+    fn send_context(&self) -> SendContext<'_> {
+        SendContext {
+            api_base: &self.args.send.api_base,
+            account_id: &self.args.account_id,
+            access_token: &self.token,
+            sender_name: &self.args.send.sender_name,
+            api_version: &self.args.send.api_version,
+        }
+    }
+
+    /// Asks for a `Pump` at `when`, unless one is due earlier already.
+    fn wake_at(&mut self, myself: &ActorRef<ChannelMsg>, when: Instant) {
+        if self.wake_at.is_some_and(|at| at <= when) && self.wake.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(handle) = self.wake.take() {
+            handle.abort();
+        }
+        self.wake_at = Some(when);
+        let delay = when.saturating_duration_since(Instant::now());
+        self.wake = Some(myself.send_after(delay, || ChannelMsg::Pump));
+    }
+
+    fn status(&self) -> ChannelStatus {
+        ChannelStatus {
+            platform: self.args.platform,
+            ready: self.broken.is_none(),
+            reason: self.broken.clone(),
+            token_expires_in_secs: self
+                .token_expires_at
+                .map(|at| (at.as_millis() - Timestamp::now().as_millis()) / 1000),
+            queued: self.queued(),
+            in_flight: self.in_flight.len(),
+            sent: self.sent,
+            failed: self.failed,
+            retried: self.retried,
+        }
+    }
+}
+
+/// A fingerprint of the configured token: a stored token derived from another one is stale.
+fn fingerprint(secret: &Secret) -> String {
+    platform::encode_hex(&Sha256::digest(secret.expose().as_bytes())[..8])
+}
+
+impl ChannelActor {
+    /// Sends what may be sent now; schedules a wake-up for what must wait.
+    fn pump(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
+        if state.broken.is_some() || state.refreshing {
+            return;
+        }
+        let now = Instant::now();
+        let mut earliest: Option<Instant> = None;
+        let max_in_flight = state.args.send.outbound.max_in_flight;
+        let mut looked = 0;
+        let conversations = state.order.len();
+        while state.in_flight.len() < max_in_flight && looked < conversations {
+            looked += 1;
+            let Some(conversation) = state.order.pop_front() else { break };
+            let Some(head) = state.queues.get(&conversation).and_then(|q| q.front()) else {
+                state.queues.remove(&conversation);
+                continue;
+            };
+            if state.in_flight.contains(&conversation) {
+                state.order.push_back(conversation);
+                continue;
+            }
+            let recipient = head.entry.message.recipient.clone();
+            let mut ready = head.not_before;
+            if let Some(recipients) = &state.recipients {
+                ready = ready.max(recipients.ready_at(&recipient, now));
+            }
+            if ready > now {
+                earliest = Some(earliest.map_or(ready, |e| e.min(ready)));
+                state.order.push_back(conversation);
+                continue;
+            }
+            if let Err(when) = state.limiter.try_take(now) {
+                earliest = Some(earliest.map_or(when, |e| e.min(when)));
+                state.order.push_front(conversation);
+                break;
+            }
+            if let Some(recipients) = &mut state.recipients {
+                let _ = recipients.try_take(&recipient, now);
+            }
+            let entry = head.entry.clone();
+            state.in_flight.insert(conversation.clone());
+            state.order.push_back(conversation);
+            Self::attempt(myself, state, entry);
+        }
+        if let Some(when) = earliest {
+            state.wake_at(myself, when);
+        }
+    }
+
+    /// Starts one send request in its own task; the answer comes back as `Attempted`.
+    fn attempt(myself: &ActorRef<ChannelMsg>, state: &ChannelState, entry: OutboxEntry) {
+        let platform = state.args.platform;
+        let conversation_id = entry.conversation_id.clone();
+        let message_id = entry.message.id.clone();
+        let request = match platform::build_send_request(platform, &state.send_context(), &entry.message) {
+            Ok(request) => request,
+            Err(e) => {
+                // Validated when queued, so only a configuration change gets here.
+                let outcome = SendOutcome::Failed(MessageError {
+                    code: "invalid".into(),
+                    message: e.to_string(),
+                    permanent: true,
+                });
+                let _ = myself.cast(ChannelMsg::Attempted {
+                    conversation_id,
+                    message_id,
+                    dispatched_at: Timestamp::now(),
+                    outcome,
+                });
+                return;
+            }
+        };
+        if let Some(store) = conversation_actor() {
+            let _ = store.cast(ConversationMsg::MarkSending { message_id: message_id.clone() });
+        }
+        let client = state.client.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let dispatched_at = Timestamp::now();
+            let outcome = match outbound::execute(&client, &request).await {
+                Ok(response) => platform::classify_send_response(platform, &response),
+                Err(e) => SendOutcome::Retry {
+                    after: None,
+                    error: MessageError { code: "transport".into(), message: e.to_string(), permanent: false },
+                    recipient_only: false,
+                },
+            };
+            let _ = me.cast(ChannelMsg::Attempted { conversation_id, message_id, dispatched_at, outcome });
+        });
+    }
+
+    fn attempted(
+        myself: &ActorRef<ChannelMsg>,
+        state: &mut ChannelState,
+        conversation_id: String,
+        message_id: String,
+        dispatched_at: Timestamp,
+        outcome: SendOutcome,
+    ) {
+        state.in_flight.remove(&conversation_id);
+        let platform = state.args.platform;
+        let Some(queue) = state.queues.get_mut(&conversation_id) else { return };
+        let Some(head) = queue.front_mut().filter(|p| p.entry.message.id == message_id) else { return };
+        let store = conversation_actor();
+        match outcome {
+            SendOutcome::Sent { platform_message_id } => {
+                tracing::info!(message = "Message sent.", %platform, %message_id, attempts = head.attempts + 1);
+                let entry = head.entry.clone();
+                queue.pop_front();
+                state.known.remove(&message_id);
+                state.sent += 1;
+                if let Some(store) = store {
+                    let _ = store.cast(ConversationMsg::MarkSent { entry, platform_message_id, dispatched_at });
+                }
+            }
+            SendOutcome::Failed(error) => {
+                tracing::warn!(message = "Message failed.", %platform, %message_id, code = %error.code, reason = %error.message);
+                let entry = head.entry.clone();
+                queue.pop_front();
+                state.known.remove(&message_id);
+                state.failed += 1;
+                if let Some(store) = store {
+                    let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
+                }
+            }
+            SendOutcome::Retry { after, error, recipient_only } => {
+                head.attempts += 1;
+                state.retried += 1;
+                let out = &state.args.send.outbound;
+                let delay = after.unwrap_or_else(|| {
+                    backoff(
+                        Duration::from_millis(out.initial_backoff_ms),
+                        Duration::from_millis(out.max_backoff_ms),
+                        head.attempts,
+                        rand::random::<f64>(),
+                    )
+                });
+                let retry_at = Timestamp::from_millis(Timestamp::now().as_millis() + delay.as_millis() as i64);
+                if retry_at > head.entry.deadline_at {
+                    tracing::warn!(message = "Message failed: retry deadline passed.", %platform, %message_id, code = %error.code, attempts = head.attempts);
+                    let entry = head.entry.clone();
+                    queue.pop_front();
+                    state.known.remove(&message_id);
+                    state.failed += 1;
+                    if let Some(store) = store {
+                        let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
+                    }
+                } else {
+                    tracing::info!(message = "Send failed for now; retrying.", %platform, %message_id, code = %error.code, delay_ms = delay.as_millis() as u64);
+                    let until = Instant::now() + delay;
+                    head.not_before = until;
+                    let recipient = head.entry.message.recipient.clone();
+                    head.last_error = Some(error);
+                    match (&mut state.recipients, recipient_only) {
+                        (Some(recipients), true) => recipients.pause_until(&recipient, until),
+                        (_, false) if after.is_some() => state.limiter.pause_until(until),
+                        _ => {}
+                    }
+                }
+            }
+            SendOutcome::TokenRejected(error) => {
+                if head.token_retry_used {
+                    let reason = format!(
+                        "the platform rejected the token again after a refresh ({}: {})",
+                        error.code, error.message
+                    );
+                    tracing::error!(message = "Channel not ready: token rejected.", %platform, reason = %reason);
+                    head.last_error = Some(error);
+                    head.not_before = Instant::now() + BROKEN_TOKEN_RECHECK;
+                    state.broken = Some(reason);
+                    myself.send_after(BROKEN_TOKEN_RECHECK, || ChannelMsg::CheckToken { after_rejection: true });
+                } else {
+                    tracing::warn!(message = "Token rejected; refreshing once.", %platform, code = %error.code);
+                    head.token_retry_used = true;
+                    head.last_error = Some(error);
+                    if !state.refreshing {
+                        state.refreshing = true;
+                        let _ = myself.cast(ChannelMsg::CheckToken { after_rejection: true });
+                    }
+                }
+            }
+        }
+        Self::pump(myself, state);
+    }
+
+    /// Fails queued messages whose deadline passed while the channel could not send.
+    fn expire(state: &mut ChannelState) {
+        let now = Timestamp::now();
+        let store = conversation_actor();
+        for queue in state.queues.values_mut() {
+            while let Some(head) = queue
+                .front()
+                .filter(|p| p.entry.deadline_at < now && !state.in_flight.contains(&p.entry.conversation_id))
+            {
+                let error = head.last_error.clone().unwrap_or_else(|| MessageError {
+                    code: "deadline".into(),
+                    message: "not sent before the retry deadline".into(),
+                    permanent: false,
+                });
+                let entry = head.entry.clone();
+                state.known.remove(&entry.message.id);
+                state.failed += 1;
+                queue.pop_front();
+                if let Some(store) = &store {
+                    let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
+                }
+            }
+        }
+    }
+
+    async fn reload_outbox(state: &mut ChannelState) {
+        let Some(store) = conversation_actor() else { return };
+        let platform = state.args.platform;
+        match ractor::call_t!(store, |reply| ConversationMsg::LoadOutbox { platform, reply }, 10_000) {
+            Ok(Ok(entries)) => {
+                let before = state.queued();
+                for entry in entries {
+                    state.add(entry);
+                }
+                if state.queued() > before {
+                    tracing::info!(message = "Outbox loaded.", %platform, added = state.queued() - before);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(message = "Reading the outbox failed.", %platform, error = %e),
+            Err(e) => tracing::warn!(message = "The store did not answer for the outbox.", %platform, error = %e),
+        }
+    }
+
+    /// Starts a token check (and refresh where possible) in its own task.
+    fn check_token(myself: &ActorRef<ChannelMsg>, state: &ChannelState, after_rejection: bool) {
+        let client = state.client.clone();
+        let settings = state.args.send.clone();
+        let token = state.token.clone();
+        let expires_at = state.token_expires_at;
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = token_check(&client, &settings, &token, expires_at, after_rejection).await;
+            let _ = me.cast(ChannelMsg::TokenChecked(result));
+        });
+    }
+
+    async fn token_checked(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, result: TokenCheck) {
+        let platform = state.args.platform;
+        let was_refreshing = std::mem::replace(&mut state.refreshing, false);
+        match result {
+            TokenCheck::Valid { expires_at, replacement } => {
+                if let Some(stored) = replacement {
+                    state.token = Secret::new(stored.access_token.clone());
+                    if let Some(store) = conversation_actor() {
+                        match ractor::call_t!(
+                            store,
+                            |reply| ConversationMsg::SaveToken { platform, token: stored, reply },
+                            10_000
+                        ) {
+                            Ok(Ok(())) => tracing::info!(message = "Token refreshed and kept.", %platform),
+                            _ => {
+                                tracing::warn!(message = "A refreshed token could not be kept; it is used until restart.", %platform)
+                            }
+                        }
+                    }
+                }
+                state.token_expires_at = expires_at;
+                if let Some(at) = expires_at {
+                    let left = at.as_millis() - Timestamp::now().as_millis();
+                    if left < TOKEN_WARNING.as_millis() as i64 {
+                        tracing::warn!(message = "Token expires soon.", %platform, seconds_left = left / 1000);
+                    }
+                }
+                if state.broken.take().is_some() {
+                    tracing::info!(message = "Channel ready again: token accepted.", %platform);
+                }
+            }
+            TokenCheck::Invalid(reason) => {
+                tracing::error!(message = "Channel not ready: token invalid.", %platform, reason = %reason);
+                state.broken = Some(reason);
+                myself.send_after(BROKEN_TOKEN_RECHECK, || ChannelMsg::CheckToken { after_rejection: true });
+            }
+            TokenCheck::Unreachable(reason) => {
+                tracing::warn!(message = "Token check could not reach the platform.", %platform, reason = %reason);
+                if was_refreshing {
+                    // The rejected message waits; ask again shortly.
+                    state.refreshing = true;
+                    myself.send_after(Duration::from_secs(5), || ChannelMsg::CheckToken { after_rejection: true });
+                }
+            }
+            TokenCheck::NotChecked => {}
+        }
+        Self::pump(myself, state);
+    }
+}
+
+/// Asks the platform about the token, refreshing it where the platform allows and it is due.
+async fn token_check(
+    client: &reqwest::Client,
+    settings: &SendSettings,
+    token: &Secret,
+    expires_at: Option<Timestamp>,
+    after_rejection: bool,
+) -> TokenCheck {
+    use crate::platform::{facebook, linkedin, viber};
+    let now = Timestamp::now();
+    let derived_from = fingerprint(&settings.token);
+    match &settings.token_source {
+        TokenSource::Meta { app_id, app_secret, user_access_token, page_id } => {
+            let mut replacement = None;
+            let mut current = token.clone();
+            if !user_access_token.is_empty() && (after_rejection || current.is_empty()) {
+                match exchange_meta_token(client, settings, app_id, app_secret, user_access_token, page_id.as_deref())
+                    .await
+                {
+                    Ok(page_token) => {
+                        current = page_token.clone();
+                        replacement = Some(StoredToken {
+                            access_token: page_token.expose().to_owned(),
+                            expires_at: None,
+                            refresh_token: None,
+                            refresh_expires_at: None,
+                            derived_from: derived_from.clone(),
+                            obtained_at: now,
+                        });
+                    }
+                    Err(check) => return check,
+                }
+            }
+            if app_id.is_empty() {
+                return match replacement {
+                    Some(r) => TokenCheck::Valid { expires_at: None, replacement: Some(r) },
+                    None => TokenCheck::NotChecked,
+                };
+            }
+            let request = facebook::build_debug_token_request(&settings.api_base, &current, app_id, app_secret);
+            match outbound::execute(client, &request).await {
+                Ok(response) => match facebook::parse_debug_token(&response) {
+                    Ok(status) if status.valid => TokenCheck::Valid { expires_at: status.expires_at, replacement },
+                    Ok(_) => TokenCheck::Invalid("debug_token says the access token is not valid".into()),
+                    Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
+                    Err(e) => TokenCheck::Invalid(e.to_string()),
+                },
+                Err(e) => TokenCheck::Unreachable(e.to_string()),
+            }
+        }
+        TokenSource::Viber => {
+            let request = viber::build_account_info_request(&settings.api_base, token);
+            match outbound::execute(client, &request).await {
+                Ok(response) => match viber::parse_account_info(&response) {
+                    Ok(_) => TokenCheck::Valid { expires_at: None, replacement: None },
+                    Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
+                    Err(e) => TokenCheck::Invalid(e.to_string()),
+                },
+                Err(e) => TokenCheck::Unreachable(e.to_string()),
+            }
+        }
+        TokenSource::Linkedin { oauth_base, client_id, client_secret, refresh_token } => {
+            if client_id.is_empty() {
+                return TokenCheck::NotChecked;
+            }
+            let soon = |at: Option<Timestamp>| {
+                at.is_some_and(|at| at.as_millis() - now.as_millis() < REFRESH_BEFORE.as_millis() as i64)
+            };
+            let mut status_expires = expires_at;
+            if !after_rejection {
+                let request = linkedin::build_introspect_request(oauth_base, client_id, client_secret, token);
+                match outbound::execute(client, &request).await {
+                    Ok(response) => match linkedin::parse_introspection(&response) {
+                        Ok(status) if status.valid && !soon(status.expires_at) => {
+                            return TokenCheck::Valid { expires_at: status.expires_at, replacement: None };
+                        }
+                        Ok(status) => status_expires = status.expires_at.or(status_expires),
+                        Err(e) if response.status >= 500 => return TokenCheck::Unreachable(e.to_string()),
+                        Err(e) => return TokenCheck::Invalid(e.to_string()),
+                    },
+                    Err(e) => return TokenCheck::Unreachable(e.to_string()),
+                }
+            }
+            if refresh_token.is_empty() {
+                return TokenCheck::Invalid(
+                    "the access token is expired, revoked or expiring, and no refresh token is configured".into(),
+                );
+            }
+            let _ = status_expires;
+            let request = linkedin::build_refresh_request(oauth_base, client_id, client_secret, refresh_token);
+            match outbound::execute(client, &request).await {
+                Ok(response) => match linkedin::parse_token_grant(&response) {
+                    Ok(grant) => {
+                        let expires_at =
+                            grant.expires_in.map(|s| Timestamp::from_millis(now.as_millis() + s as i64 * 1000));
+                        let stored = StoredToken {
+                            access_token: grant.access_token.expose().to_owned(),
+                            expires_at,
+                            refresh_token: grant.refresh_token.map(|t| t.expose().to_owned()),
+                            refresh_expires_at: grant
+                                .refresh_token_expires_in
+                                .map(|s| Timestamp::from_millis(now.as_millis() + s as i64 * 1000)),
+                            derived_from,
+                            obtained_at: now,
+                        };
+                        TokenCheck::Valid { expires_at, replacement: Some(stored) }
+                    }
+                    Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
+                    Err(e) => TokenCheck::Invalid(format!("refresh failed: {e}")),
+                },
+                Err(e) => TokenCheck::Unreachable(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Meta: short-lived user token → long-lived user token → the Page's token (which then never
+/// expires). For WhatsApp (no page id) the long-lived token itself is used.
+async fn exchange_meta_token(
+    client: &reqwest::Client,
+    settings: &SendSettings,
+    app_id: &str,
+    app_secret: &Secret,
+    user_token: &Secret,
+    page_id: Option<&str>,
+) -> Result<Secret, TokenCheck> {
+    use crate::platform::facebook;
+    let request = facebook::build_token_exchange_request(&settings.api_base, app_id, app_secret, user_token);
+    let response = outbound::execute(client, &request).await.map_err(|e| TokenCheck::Unreachable(e.to_string()))?;
+    let grant = facebook::parse_token_grant(&response)
+        .map_err(|e| TokenCheck::Invalid(format!("token exchange failed: {e}")))?;
+    let Some(page_id) = page_id else { return Ok(grant.access_token) };
+    let request = facebook::build_page_token_request(&settings.api_base, page_id, &grant.access_token);
+    let response = outbound::execute(client, &request).await.map_err(|e| TokenCheck::Unreachable(e.to_string()))?;
+    facebook::parse_page_token(&response).map_err(|e| TokenCheck::Invalid(format!("page token request failed: {e}")))
 }
 
 impl Actor for ChannelActor {
@@ -36,12 +621,58 @@ impl Actor for ChannelActor {
         _myself: ActorRef<Self::Msg>,
         args: ChannelArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(ChannelState { args })
+        let send = &args.send;
+        let rate = ((f64::from(send.rate) * RATE_MARGIN).floor() as u32).max(1);
+        let limiter = TokenBucket::new(rate, send.period, 1);
+        let recipients =
+            send.per_recipient.map(|(interval, burst)| KeyedBuckets::new(TokenBucket::new(1, interval, burst)));
+        let client = outbound::client(Duration::from_secs(send.outbound.request_timeout_secs));
+        Ok(ChannelState {
+            token: send.token.clone(),
+            client,
+            token_expires_at: None,
+            broken: None,
+            refreshing: false,
+            limiter,
+            recipients,
+            queues: HashMap::new(),
+            order: VecDeque::new(),
+            known: HashSet::new(),
+            in_flight: HashSet::new(),
+            wake_at: None,
+            wake: None,
+            sent: 0,
+            failed: 0,
+            retried: 0,
+            args,
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let platform = state.args.platform;
+        let stored = match conversation_actor() {
+            Some(store) => ractor::call_t!(store, |reply| ConversationMsg::LoadToken { platform, reply }, 10_000),
+            None => Ok(Ok(None)),
+        };
+        if let Ok(Ok(Some(stored))) = stored
+            && stored.derived_from == fingerprint(&state.args.send.token)
+        {
+            state.token = Secret::new(stored.access_token);
+            state.token_expires_at = stored.expires_at;
+            tracing::info!(message = "Using the token kept from an earlier refresh.", %platform);
+        }
+        Self::reload_outbox(state).await;
+        Self::check_token(&myself, state, false);
+        myself.send_interval(RELOAD_EVERY, || ChannelMsg::ReloadOutbox);
+        let every = Duration::from_secs(state.args.send.outbound.token_check_interval_secs);
+        myself.send_interval(every, || ChannelMsg::CheckToken { after_rejection: false });
+        Self::pump(&myself, state);
+        Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -76,6 +707,37 @@ impl Actor for ChannelActor {
                     // the message, and the HTTP side answers 503.
                     tracing::warn!(message = "Store went away; webhook refused.", %platform, %delivery_id, error = %e);
                 }
+            }
+            ChannelMsg::Queued(entry) => {
+                state.add(entry);
+                Self::pump(&myself, state);
+            }
+            ChannelMsg::Pump => {
+                state.wake_at = None;
+                Self::pump(&myself, state);
+            }
+            ChannelMsg::Attempted { conversation_id, message_id, dispatched_at, outcome } => {
+                Self::attempted(&myself, state, conversation_id, message_id, dispatched_at, outcome);
+            }
+            ChannelMsg::ReloadOutbox => {
+                Self::reload_outbox(state).await;
+                if state.broken.is_some() {
+                    Self::expire(state);
+                }
+                if let Some(recipients) = &mut state.recipients {
+                    recipients.forget_idle(Instant::now());
+                }
+                Self::pump(&myself, state);
+            }
+            ChannelMsg::CheckToken { after_rejection } => {
+                if after_rejection {
+                    state.refreshing = true;
+                }
+                Self::check_token(&myself, state, after_rejection);
+            }
+            ChannelMsg::TokenChecked(result) => Self::token_checked(&myself, state, result).await,
+            ChannelMsg::GetStatus(reply) => {
+                let _ = reply.send(state.status());
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::{ConversationMsg, PersistError, WebhookOutcome, WebhookReply};
+use crate::model::Timestamp;
 use crate::store::{Store, StoreCounts, StoreError};
 
 /// The actor behaviour; all state is in [`ConversationState`].
@@ -16,10 +17,14 @@ pub struct ConversationArgs {
     pub store: Store,
 }
 
-/// A reply waiting for durability, with the answer it will get.
-struct PendingReply {
-    reply: WebhookReply,
-    outcome: WebhookOutcome,
+/// A reply waiting for durability: called with the flush's result.
+type PendingReply = Box<dyn FnOnce(Result<(), PersistError>) + Send>;
+
+/// The pending reply of a webhook: its outcome once the flush succeeded.
+fn webhook_reply(reply: WebhookReply, outcome: WebhookOutcome) -> PendingReply {
+    Box::new(move |result| {
+        let _ = reply.send(result.map(|()| outcome));
+    })
 }
 
 /// Mutable state of the conversation actor.
@@ -51,9 +56,14 @@ impl ConversationState {
         });
     }
 
-    fn park(&mut self, myself: &ActorRef<ConversationMsg>, reply: WebhookReply, outcome: WebhookOutcome) {
-        self.waiting.push(PendingReply { reply, outcome });
+    fn park(&mut self, myself: &ActorRef<ConversationMsg>, reply: PendingReply) {
+        self.waiting.push(reply);
         self.start_flush(myself);
+    }
+
+    /// Makes a write that nobody waits for durable soon (status changes), by riding the next flush.
+    fn flush_soon(&mut self, myself: &ActorRef<ConversationMsg>) {
+        self.park(myself, Box::new(|_| {}));
     }
 }
 
@@ -90,7 +100,7 @@ impl Actor for ConversationActor {
                             stored = outcome.stored,
                             duplicates = outcome.duplicates
                         );
-                        state.park(&myself, reply, WebhookOutcome::Stored(outcome));
+                        state.park(&myself, webhook_reply(reply, WebhookOutcome::Stored(outcome)));
                     }
                     Err(e) => {
                         tracing::error!(message = "Storing events failed.", %platform, error = %e);
@@ -105,7 +115,7 @@ impl Actor for ConversationActor {
                 match state.store.quarantine(platform, &reason, &body, received_at) {
                     Ok(()) => {
                         state.counts.quarantined += 1;
-                        state.park(&myself, reply, WebhookOutcome::Quarantined);
+                        state.park(&myself, webhook_reply(reply, WebhookOutcome::Quarantined));
                     }
                     Err(e) => {
                         tracing::error!(message = "Quarantining a body failed.", %platform, error = %e);
@@ -117,17 +127,8 @@ impl Actor for ConversationActor {
             ConversationMsg::Flushed(result) => {
                 state.flushing = false;
                 let covered = std::mem::take(&mut state.in_flight);
-                match &result {
-                    Ok(()) => {
-                        for pending in covered {
-                            let _ = pending.reply.send(Ok(pending.outcome));
-                        }
-                    }
-                    Err(e) => {
-                        for pending in covered {
-                            let _ = pending.reply.send(Err(PersistError(e.clone())));
-                        }
-                    }
+                for pending in covered {
+                    pending(result.clone().map_err(PersistError));
                 }
                 if let Err(e) = result {
                     // A failed fsync leaves the store in an unknown state: let the supervisor decide.
@@ -155,6 +156,63 @@ impl Actor for ConversationActor {
             ConversationMsg::GetCounts { reply } => {
                 let _ = reply.send(state.counts);
             }
+            ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply } => {
+                match state.store.enqueue(&target, &draft, Timestamp::now(), retry_deadline_ms) {
+                    Ok(queued) => {
+                        state.counts.messages += 1;
+                        state.park(
+                            &myself,
+                            Box::new(move |result| {
+                                let _ = reply.send(result.map(|()| queued));
+                            }),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(message = "Queueing a reply failed.", platform = %target.platform, error = %e);
+                        let _ = reply.send(Err(PersistError(e.to_string())));
+                        if matches!(e, StoreError::Io(_)) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+            ConversationMsg::LoadOutbox { platform, reply } => {
+                let _ = reply.send(state.store.outbox_entries(platform).map_err(|e| read_failed(&e)));
+            }
+            ConversationMsg::MarkSending { message_id } => {
+                if let Err(e) = state.store.mark_sending(&message_id) {
+                    tracing::error!(message = "Recording a send attempt failed.", %message_id, error = %e);
+                }
+            }
+            ConversationMsg::MarkSent { entry, platform_message_id, dispatched_at } => {
+                match state.store.mark_sent(&entry, &platform_message_id, dispatched_at) {
+                    Ok(_) => state.flush_soon(&myself),
+                    Err(e) => {
+                        tracing::error!(message = "Recording a sent message failed.", message_id = %entry.message.id, error = %e)
+                    }
+                }
+            }
+            ConversationMsg::MarkFailed { entry, error } => match state.store.mark_failed(&entry, error) {
+                Ok(_) => state.flush_soon(&myself),
+                Err(e) => {
+                    tracing::error!(message = "Recording a failed message failed.", message_id = %entry.message.id, error = %e)
+                }
+            },
+            ConversationMsg::LoadToken { platform, reply } => {
+                let _ = reply.send(state.store.token(platform).map_err(|e| read_failed(&e)));
+            }
+            ConversationMsg::SaveToken { platform, token, reply } => match state.store.save_token(platform, &token) {
+                Ok(()) => state.park(
+                    &myself,
+                    Box::new(move |result| {
+                        let _ = reply.send(result);
+                    }),
+                ),
+                Err(e) => {
+                    tracing::error!(message = "Keeping a refreshed token failed.", %platform, error = %e);
+                    let _ = reply.send(Err(PersistError(e.to_string())));
+                }
+            },
             #[cfg(test)]
             ConversationMsg::Panic => panic!("conversation actor asked to panic by a test"),
         }
@@ -165,7 +223,7 @@ impl Actor for ConversationActor {
         // A clean stop: make everything durable and answer whoever still waits.
         let result = state.store.flush().await.map_err(|e| e.to_string());
         for pending in state.in_flight.drain(..).chain(state.waiting.drain(..)) {
-            let _ = pending.reply.send(result.clone().map(|()| pending.outcome).map_err(PersistError));
+            pending(result.clone().map_err(PersistError));
         }
         if let Err(e) = result {
             tracing::error!(message = "Final store flush failed.", error = %e);

@@ -12,8 +12,9 @@ pub mod supervisor;
 use bytes::Bytes;
 use ractor::{ActorRef, RpcReplyPort};
 
-use crate::model::{Conversation, Message, Platform, Timestamp};
-use crate::store::{IngestOutcome, Page, StoreCounts};
+use crate::model::{Conversation, Message, MessageError, Platform, Timestamp};
+use crate::platform::SendOutcome;
+use crate::store::{ConversationTarget, IngestOutcome, OutboundDraft, OutboxEntry, Page, StoreCounts, StoredToken};
 
 /// Registered name of the conversation actor.
 pub const CONVERSATION_ACTOR: &str = "parley.conversation";
@@ -57,6 +58,49 @@ pub type WebhookReply = RpcReplyPort<Result<WebhookOutcome, PersistError>>;
 pub enum ChannelMsg {
     /// A body whose signature checked out; parse it and have it stored, then answer `reply`.
     Webhook { body: Bytes, received_at: Timestamp, delivery_id: String, reply: WebhookReply },
+    /// A reply is durably in the outbox: send it.
+    Queued(OutboxEntry),
+    /// Look at the queue again: a rate-limit slot, a back-off or a pause has ended (internal).
+    Pump,
+    /// A send attempt ended (internal).
+    Attempted { conversation_id: String, message_id: String, dispatched_at: Timestamp, outcome: SendOutcome },
+    /// Merge the store's outbox into the queue: catches replies queued while this actor restarted.
+    ReloadOutbox,
+    /// Check the token now (and refresh it where the platform allows).
+    CheckToken { after_rejection: bool },
+    /// A token check finished (internal).
+    TokenChecked(TokenCheck),
+    /// Readiness and counts for `/ready` and `/metrics`.
+    GetStatus(RpcReplyPort<ChannelStatus>),
+}
+
+/// The result of a token check or refresh.
+#[derive(Debug, Clone)]
+pub enum TokenCheck {
+    /// The platform says the token works; `replacement` when a new one was obtained.
+    Valid { expires_at: Option<Timestamp>, replacement: Option<StoredToken> },
+    /// The platform says the token does not work and it could not be refreshed.
+    Invalid(String),
+    /// The platform could not be asked (network, 5xx); nothing is known.
+    Unreachable(String),
+    /// This channel has nothing to check with (no app id, no client id).
+    NotChecked,
+}
+
+/// What a channel reports about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelStatus {
+    pub platform: Platform,
+    /// False when the platform rejected the token and it could not be refreshed.
+    pub ready: bool,
+    pub reason: Option<String>,
+    /// Seconds until the token in use expires; `None` if it never does or is unknown.
+    pub token_expires_in_secs: Option<i64>,
+    pub queued: usize,
+    pub in_flight: usize,
+    pub sent: u64,
+    pub failed: u64,
+    pub retried: u64,
 }
 
 /// A listing request from the operator API.
@@ -91,6 +135,25 @@ pub enum ConversationMsg {
     GetMessage { id: String, reply: RpcReplyPort<ReadResult<Option<Message>>> },
     /// Tree sizes for `/metrics`.
     GetCounts { reply: RpcReplyPort<StoreCounts> },
+    /// Store a reply as a queued message in the outbox; answer after it is durable.
+    Enqueue {
+        target: ConversationTarget,
+        draft: OutboundDraft,
+        retry_deadline_ms: i64,
+        reply: RpcReplyPort<Result<(Message, OutboxEntry), PersistError>>,
+    },
+    /// A platform's outbox, oldest first.
+    LoadOutbox { platform: Platform, reply: RpcReplyPort<ReadResult<Vec<OutboxEntry>>> },
+    /// A send attempt started.
+    MarkSending { message_id: String },
+    /// The platform accepted a message.
+    MarkSent { entry: OutboxEntry, platform_message_id: String, dispatched_at: Timestamp },
+    /// A message failed for good.
+    MarkFailed { entry: OutboxEntry, error: MessageError },
+    /// The token a channel stored last.
+    LoadToken { platform: Platform, reply: RpcReplyPort<ReadResult<Option<StoredToken>>> },
+    /// Keep a refreshed token; answer after it is durable.
+    SaveToken { platform: Platform, token: StoredToken, reply: RpcReplyPort<Result<(), PersistError>> },
     /// Test only: panic inside the handler, to exercise supervision.
     #[cfg(test)]
     Panic,

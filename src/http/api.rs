@@ -9,8 +9,11 @@ use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::json;
 
+use hyper::body::Incoming;
+
 use super::HttpState;
 use super::response::{self, Body};
+use super::send::{self, NewMessageBody, ReplyBody};
 use crate::actor::{ConversationMsg, PageRequest, ReadResult, conversation_actor};
 use crate::model::Platform;
 use crate::platform::query_param;
@@ -23,36 +26,59 @@ const MAX_LIMIT: usize = crate::store::MAX_PAGE;
 const READ_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Routes `/api/...` after the bearer check. `segments` excludes the leading `api`.
-pub async fn route<B>(state: &HttpState, request: &Request<B>, segments: &[&str]) -> Response<Body> {
+pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&str]) -> Response<Body> {
     state.metrics.api_request();
-    if !authorised(state, request) {
+    if !authorised(state, &request) {
         let mut answer = response::error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
         answer.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
         return answer;
     }
-    let query = request.uri().query().unwrap_or("");
-    let method = request.method();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let query = query.as_str();
+    let method = request.method().clone();
     match segments {
-        ["conversations"] => match *method {
+        ["conversations"] => match method {
             Method::GET => list_conversations(query).await,
             _ => response::method_not_allowed("GET"),
         },
-        ["conversations", id] => match *method {
+        ["conversations", id] => match method {
             Method::GET => {
                 get_one(id, "conversation", |id, reply| ConversationMsg::GetConversation { id, reply }).await
             }
             _ => response::method_not_allowed("GET"),
         },
-        ["conversations", id, "messages"] => match *method {
+        ["conversations", id, "messages"] => match method {
             Method::GET => list_messages(id, query).await,
-            _ => response::method_not_allowed("GET"),
+            Method::POST => match read_json::<ReplyBody>(state, request).await {
+                Ok(body) => send::reply(state, id, body).await,
+                Err(answer) => answer,
+            },
+            _ => response::method_not_allowed("GET, POST"),
         },
-        ["messages", id] => match *method {
+        ["messages"] => match method {
+            Method::POST => match read_json::<NewMessageBody>(state, request).await {
+                Ok(body) => send::start(state, body).await,
+                Err(answer) => answer,
+            },
+            _ => response::method_not_allowed("POST"),
+        },
+        ["messages", id] => match method {
             Method::GET => get_one(id, "message", |id, reply| ConversationMsg::GetMessage { id, reply }).await,
             _ => response::method_not_allowed("GET"),
         },
         _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such API route"),
     }
+}
+
+/// Reads a JSON body under the size limit; malformed JSON or unknown fields are 400.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &HttpState,
+    request: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let limit = state.config.server.max_body_bytes;
+    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    let bytes = super::body::read_limited(request, limit, timeout).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad_request("bad_json", &format!("the body is not valid: {e}")))
 }
 
 fn authorised<B>(state: &HttpState, request: &Request<B>) -> bool {
@@ -136,7 +162,7 @@ async fn get_one<T: serde::Serialize + Send + 'static>(
 }
 
 /// Asks the conversation actor; any failure to get an answer is 503 (the store restarting).
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     message: impl FnOnce(RpcReplyPort<ReadResult<T>>) -> ConversationMsg,
 ) -> Result<T, Response<Body>> {
     let Some(actor): Option<ActorRef<ConversationMsg>> = conversation_actor() else {
@@ -149,11 +175,11 @@ async fn read<T: Send + 'static>(
     }
 }
 
-fn bad_request(code: &str, message: &str) -> Response<Body> {
+pub(super) fn bad_request(code: &str, message: &str) -> Response<Body> {
     response::error(StatusCode::BAD_REQUEST, code, message)
 }
 
-fn not_found(what: &str, id: &str) -> Response<Body> {
+pub(super) fn not_found(what: &str, id: &str) -> Response<Body> {
     let shown: String = id.chars().take(64).collect();
     response::error(StatusCode::NOT_FOUND, "not_found", &format!("no {what} with id `{shown}`"))
 }

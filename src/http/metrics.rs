@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::actor::ChannelStatus;
 use crate::model::Platform;
 use crate::store::StoreCounts;
 
@@ -68,7 +69,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, store: Option<StoreCounts>, uptime_secs: u64, channels_up: &[(Platform, bool)]) -> String {
+    pub fn render(
+        &self,
+        store: Option<StoreCounts>,
+        uptime_secs: u64,
+        channels: &[(Platform, Option<ChannelStatus>)],
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP parley_webhooks_total Webhook POSTs by platform and result.\n# TYPE parley_webhooks_total counter\n");
         for platform in Platform::ALL {
@@ -91,11 +97,38 @@ impl Metrics {
             out,
             "# HELP parley_api_requests_total Operator API requests.\n# TYPE parley_api_requests_total counter\nparley_api_requests_total {api}"
         );
-        out.push_str(
-            "# HELP parley_channel_up 1 while the platform's channel actor runs.\n# TYPE parley_channel_up gauge\n",
-        );
-        for (platform, up) in channels_up {
-            let _ = writeln!(out, "parley_channel_up{{platform=\"{platform}\"}} {}", u8::from(*up));
+        out.push_str("# HELP parley_channel_up 1 while the channel actor runs and its token works.\n# TYPE parley_channel_up gauge\n");
+        for (platform, status) in channels {
+            let up = status.as_ref().is_some_and(|s| s.ready);
+            let _ = writeln!(out, "parley_channel_up{{platform=\"{platform}\"}} {}", u8::from(up));
+        }
+        type Read = fn(&ChannelStatus) -> Option<i64>;
+        let per_channel: [(&str, &str, &str, Read); 6] = [
+            ("parley_outbox_queued", "gauge", "Messages waiting to be sent.", |s| Some(s.queued as i64)),
+            ("parley_outbox_in_flight", "gauge", "Send requests in flight.", |s| Some(s.in_flight as i64)),
+            ("parley_messages_sent_total", "counter", "Messages the platform accepted since start.", |s| {
+                Some(s.sent as i64)
+            }),
+            ("parley_messages_failed_total", "counter", "Messages failed for good since start.", |s| {
+                Some(s.failed as i64)
+            }),
+            ("parley_send_retries_total", "counter", "Send attempts to be retried since start.", |s| {
+                Some(s.retried as i64)
+            }),
+            (
+                "parley_token_expires_in_seconds",
+                "gauge",
+                "Seconds until the token expires (absent: never, or unknown).",
+                |s| s.token_expires_in_secs,
+            ),
+        ];
+        for (name, kind, help, read) in per_channel {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (platform, status) in channels {
+                if let Some(value) = status.as_ref().and_then(read) {
+                    let _ = writeln!(out, "{name}{{platform=\"{platform}\"}} {value}");
+                }
+            }
         }
         if let Some(counts) = store {
             out.push_str("# HELP parley_store_records Records in the store.\n# TYPE parley_store_records gauge\n");

@@ -8,6 +8,7 @@ mod api;
 mod body;
 pub mod metrics;
 mod response;
+mod send;
 mod webhook;
 
 use std::convert::Infallible;
@@ -28,7 +29,7 @@ use tokio::sync::Semaphore;
 
 use self::metrics::Metrics;
 use self::response::Body;
-use crate::actor::{ConversationMsg, channel_actor, conversation_actor};
+use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, channel_actor, conversation_actor};
 use crate::config::Config;
 use crate::model::Platform;
 
@@ -116,7 +117,7 @@ async fn dispatch(state: &HttpState, request: Request<Incoming>) -> Response<Bod
     match segments.as_slice() {
         ["health"] => only_get(&request, || response::json(StatusCode::OK, &json!({ "status": "ok" }))),
         ["ready"] => match *request.method() {
-            Method::GET => ready(state),
+            Method::GET => ready(state).await,
             _ => response::method_not_allowed("GET"),
         },
         ["metrics"] => match *request.method() {
@@ -141,7 +142,7 @@ async fn dispatch(state: &HttpState, request: Request<Incoming>) -> Response<Bod
                 _ => response::method_not_allowed("GET, POST"),
             }
         }
-        ["api", rest @ ..] => api::route(state, &request, rest).await,
+        ["api", rest @ ..] => api::route(state, request, rest).await,
         _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such route"),
     }
 }
@@ -150,20 +151,49 @@ fn only_get<B>(request: &Request<B>, answer: impl FnOnce() -> Response<Body>) ->
     if request.method() == Method::GET { answer() } else { response::method_not_allowed("GET") }
 }
 
-fn channel_status(state: &HttpState) -> Vec<(Platform, bool)> {
-    state.config.enabled_platforms().into_iter().map(|p| (p, channel_actor(p).is_some())).collect()
+/// Each enabled platform's channel status, `None` where the actor is down or does not answer.
+async fn channel_statuses(state: &HttpState) -> Vec<(Platform, Option<ChannelStatus>)> {
+    let mut out = Vec::new();
+    for platform in state.config.enabled_platforms() {
+        let status = match channel_actor(platform) {
+            Some(actor) => match actor.call(ChannelMsg::GetStatus, Some(Duration::from_secs(2))).await {
+                Ok(CallResult::Success(status)) => Some(status),
+                _ => None,
+            },
+            None => None,
+        };
+        out.push((platform, status));
+    }
+    out
 }
 
-fn ready(state: &HttpState) -> Response<Body> {
+async fn ready(state: &HttpState) -> Response<Body> {
     let store_up = conversation_actor().is_some();
-    let channels = channel_status(state);
-    let mut not_ready: Vec<String> =
-        channels.iter().filter(|(_, up)| !up).map(|(p, _)| format!("channel.{p}")).collect();
+    let mut not_ready = Vec::new();
     if !store_up {
-        not_ready.insert(0, "store".into());
+        not_ready.push("store".to_owned());
     }
-    let channels: serde_json::Map<String, serde_json::Value> =
-        channels.iter().map(|(p, up)| (p.to_string(), json!(if *up { "up" } else { "down" }))).collect();
+    let mut channels = serde_json::Map::new();
+    for (platform, status) in channel_statuses(state).await {
+        let entry = match status {
+            Some(s) => {
+                if !s.ready {
+                    not_ready.push(format!("channel.{platform}"));
+                }
+                json!({
+                    "state": if s.ready { "up" } else { "not_ready" },
+                    "reason": s.reason,
+                    "token_expires_in_seconds": s.token_expires_in_secs,
+                    "queued": s.queued,
+                })
+            }
+            None => {
+                not_ready.push(format!("channel.{platform}"));
+                json!({ "state": "down" })
+            }
+        };
+        channels.insert(platform.to_string(), entry);
+    }
     if not_ready.is_empty() {
         response::json(StatusCode::OK, &json!({ "status": "ready", "store": "up", "channels": channels }))
     } else {
@@ -184,6 +214,7 @@ async fn metrics(state: &HttpState) -> Response<Body> {
         }
         None => None,
     };
-    let text = state.metrics.render(counts, state.started.elapsed().as_secs(), &channel_status(state));
+    let statuses = channel_statuses(state).await;
+    let text = state.metrics.render(counts, state.started.elapsed().as_secs(), &statuses);
     response::with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

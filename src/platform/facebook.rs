@@ -691,6 +691,20 @@ pub fn parse_token_grant(response: &ApiResponse) -> Result<TokenGrant, TokenErro
 }
 
 /// A GET on the Graph API with a percent-encoded query.
+/// Builds `GET {api_base}/{page-id}?fields=access_token&access_token={user token}`: the Page's own
+/// token, which never expires when the user token was long-lived (PLATFORMS.md 1.8).
+pub fn build_page_token_request(api_base: &str, page_id: &str, user_token: &Secret) -> ApiRequest {
+    graph_get(api_base, page_id, &[("fields", "access_token"), ("access_token", user_token.expose())])
+}
+
+/// Reads the Page token from `{"access_token": …, "id": …}`.
+pub fn parse_page_token(response: &ApiResponse) -> Result<Secret, TokenError> {
+    let body = token_body(response)?;
+    str_field(&body, "access_token")
+        .map(Secret::new)
+        .ok_or_else(|| token_error(response, "the answer has no `access_token`: is the user an admin of the Page?"))
+}
+
 fn graph_get(api_base: &str, path: &str, query: &[(&str, &str)]) -> ApiRequest {
     let query: Vec<String> =
         query.iter().map(|(name, value)| format!("{}={}", percent_encode(name), percent_encode(value))).collect();

@@ -263,6 +263,41 @@ pub fn parse_webhook(platform: Platform, body: &[u8], ctx: &ParseContext<'_>) ->
     }
 }
 
+/// Builds the request that sends `message` on whichever platform; the same call validates a reply
+/// before it is queued.
+pub fn build_send_request(
+    platform: Platform,
+    ctx: &SendContext<'_>,
+    message: &crate::model::OutboundMessage,
+) -> Result<ApiRequest, BuildError> {
+    match platform {
+        Platform::Facebook => facebook::build_send_request(ctx, message),
+        Platform::Whatsapp => whatsapp::build_send_request(ctx, message),
+        Platform::Viber => viber::build_send_request(ctx, message),
+        Platform::Linkedin => linkedin::build_send_request(ctx, message),
+    }
+}
+
+/// Classifies a send answer on behalf of whichever platform.
+pub fn classify_send_response(platform: Platform, response: &ApiResponse) -> SendOutcome {
+    match platform {
+        Platform::Facebook => facebook::classify_send_response(response),
+        Platform::Whatsapp => whatsapp::classify_send_response(response),
+        Platform::Viber => viber::classify_send_response(response),
+        Platform::Linkedin => linkedin::classify_send_response(response),
+    }
+}
+
+/// The longest text a message may carry on each platform, in characters.
+pub fn max_text_chars(platform: Platform) -> usize {
+    match platform {
+        Platform::Facebook => facebook::MAX_TEXT_CHARS,
+        Platform::Whatsapp => whatsapp::MAX_TEXT_CHARS,
+        Platform::Viber => viber::MAX_TEXT_CHARS,
+        Platform::Linkedin => linkedin::MAX_TEXT_CHARS,
+    }
+}
+
 /// The header each platform signs with.
 pub fn signature_header(platform: Platform) -> &'static str {
     match platform {

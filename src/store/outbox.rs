@@ -214,7 +214,10 @@ impl Store {
             };
             let mut message: Message = decode(&bytes).map_err(abort)?;
             let before = message.clone();
-            message.platform_message_id = Some(platform_message_id.to_owned());
+            // A platform that accepted a message without naming it (LinkedIn, rarely) leaves it
+            // unindexed: an empty id must not collide with the next one.
+            let known_id = !platform_message_id.is_empty();
+            message.platform_message_id = known_id.then(|| platform_message_id.to_owned());
             message.dispatched_at = Some(dispatched_at);
             advance(&mut message, Status::Sent, None);
             if let Some(bytes) = pending.remove(pending_key.as_slice())? {
@@ -230,7 +233,9 @@ impl Store {
                 advance(&mut message, Status::Read, None);
             }
             messages.insert(message.id.as_bytes(), encode(&message).map_err(abort)?)?;
-            platform_ids.insert(index_key.as_slice(), message.id.as_bytes())?;
+            if known_id {
+                platform_ids.insert(index_key.as_slice(), message.id.as_bytes())?;
+            }
             outbox.remove(outbox_key(entry.platform, entry.seq))?;
             let changed = message != before;
             Ok(Some(StatusChange { message, changed }))

@@ -46,6 +46,7 @@ app_secret = "{FACEBOOK_SECRET}"
 verify_token = "{FACEBOOK_VERIFY}"
 page_id = "{PAGE_ID}"
 page_access_token = "test-page-token"
+api_base = "http://127.0.0.1:9/v23.0"
 
 [whatsapp]
 enabled = true
@@ -53,16 +54,20 @@ app_secret = "{WHATSAPP_SECRET}"
 verify_token = "{WHATSAPP_VERIFY}"
 phone_number_id = "{PHONE_NUMBER_ID}"
 access_token = "test-wa-token"
+api_base = "http://127.0.0.1:9/v23.0"
 
 [viber]
 enabled = true
 bot_token = "{VIBER_TOKEN}"
 bot_name = "Acme Support"
+api_base = "http://127.0.0.1:9/pa"
 
 [linkedin]
 enabled = true
 client_secret = "{LINKEDIN_SECRET}"
 organization_id = "2414183"
+api_base = "http://127.0.0.1:9"
+oauth_base = "http://127.0.0.1:9/oauth/v2"
 "#,
         store = store.display()
     )

@@ -1,0 +1,211 @@
+//! The operator API's write side: replies and new messages. A reply is validated with the
+//! platform's own request builder (so what is accepted here is what the channel can send), stored
+//! durably in the outbox, and only then answered 202; the channel actor sends it from there.
+
+use std::time::Duration;
+
+use hyper::{Response, StatusCode};
+use ractor::rpc::CallResult;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::HttpState;
+use super::api::{bad_request, not_found, read};
+use super::response::{self, Body};
+use crate::actor::{ChannelMsg, ConversationMsg, channel_actor, conversation_actor};
+use crate::model::{Attachment, OutboundMessage, Platform, Template};
+use crate::platform::{self, SendContext};
+use crate::store::{ConversationTarget, OutboundDraft};
+
+/// How long the API waits for the outbox write to be durable.
+const ENQUEUE_DEADLINE: Duration = Duration::from_secs(15);
+
+/// An attachment by URL, as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentBody {
+    /// `image`, `video`, `audio`, `file` (and `url` on Viber).
+    pub kind: String,
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub caption: Option<String>,
+}
+
+/// `POST /api/conversations/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyBody {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentBody>,
+    #[serde(default)]
+    pub template: Option<Template>,
+    /// A platform message id to quote (WhatsApp) or a LinkedIn comment URN to reply under.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// `POST /api/messages`: start or continue a conversation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessageBody {
+    pub platform: String,
+    /// A PSID, a phone number or wa_id, a Viber user id, or a LinkedIn post or comment URN.
+    pub to: String,
+    #[serde(flatten)]
+    pub content: ReplyBody,
+}
+
+/// A reply in an existing conversation.
+pub async fn reply(state: &HttpState, conversation_id: &str, body: ReplyBody) -> Response<Body> {
+    let id = conversation_id.to_owned();
+    let conversation = match read(|reply| ConversationMsg::GetConversation { id, reply }).await {
+        Ok(Some(conversation)) => conversation,
+        Ok(None) => return not_found("conversation", conversation_id),
+        Err(answer) => return answer,
+    };
+    let target = ConversationTarget {
+        platform: conversation.platform,
+        account_id: conversation.account_id,
+        contact_id: conversation.contact_id,
+    };
+    enqueue(state, target, body).await
+}
+
+/// A message that starts (or continues) the conversation with `to`.
+pub async fn start(state: &HttpState, body: NewMessageBody) -> Response<Body> {
+    let platform = match body.platform.parse::<Platform>() {
+        Ok(p) => p,
+        Err(e) => return bad_request("bad_platform", &e.to_string()),
+    };
+    let contact = match normalise_recipient(platform, &body.to) {
+        Ok(contact) => contact,
+        Err(reason) => return unprocessable("bad_recipient", &reason),
+    };
+    let target = ConversationTarget { platform, account_id: state.config.account_id(platform), contact_id: contact };
+    enqueue(state, target, body.content).await
+}
+
+/// The contact id a recipient is stored under, so that a new message lands in the same
+/// conversation as the contact's own messages.
+fn normalise_recipient(platform: Platform, to: &str) -> Result<String, String> {
+    let to = to.trim();
+    if to.is_empty() {
+        return Err("`to` is empty".into());
+    }
+    match platform {
+        Platform::Whatsapp => {
+            let digits: String = to.chars().filter(|c| !matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')).collect();
+            if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("`{to}` is not a phone number in international form (e.g. +5511987654321)"));
+            }
+            Ok(digits)
+        }
+        Platform::Linkedin if !to.starts_with("urn:li:") => Err(format!(
+            "`{to}` is not a LinkedIn post or comment URN (urn:li:activity:…, urn:li:share:…, urn:li:comment:(…))"
+        )),
+        _ => Ok(to.to_owned()),
+    }
+}
+
+async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody) -> Response<Body> {
+    let platform = target.platform;
+    if !state.config.enabled(platform) {
+        return unprocessable("platform_disabled", &format!("{platform} is not enabled on this server"));
+    }
+    let args = crate::app::channel_args(&state.config, platform);
+    if args.send.token.is_empty()
+        && !matches!(args.send.token_source, crate::actor::channel::TokenSource::Meta { ref user_access_token, .. } if !user_access_token.is_empty())
+    {
+        return unprocessable(
+            "sending_not_configured",
+            &format!("{platform} has no access token configured; set it to send"),
+        );
+    }
+    let draft = OutboundDraft {
+        text: body.text.filter(|t| !t.is_empty()),
+        attachments: body
+            .attachments
+            .into_iter()
+            .map(|a| Attachment {
+                kind: a.kind,
+                url: Some(a.url),
+                media_id: None,
+                mime_type: None,
+                name: a.name,
+                caption: a.caption,
+            })
+            .collect(),
+        template: body.template,
+        reply_to: body.reply_to.filter(|r| !r.is_empty()),
+    };
+    // Validate with the platform's own builder: what passes here is what the channel can send.
+    let probe = OutboundMessage {
+        id: "m0000000000000000".into(),
+        recipient: probe_recipient(&target),
+        reply_to: draft.reply_to.clone(),
+        text: draft.text.clone(),
+        attachments: draft.attachments.clone(),
+        template: draft.template.clone(),
+    };
+    let probe_token = crate::secret::Secret::new("validation-only");
+    let ctx = SendContext {
+        api_base: &args.send.api_base,
+        account_id: &args.account_id,
+        access_token: &probe_token,
+        sender_name: &args.send.sender_name,
+        api_version: &args.send.api_version,
+    };
+    if let Err(e) = platform::build_send_request(platform, &ctx, &probe) {
+        return unprocessable("invalid_message", &e.to_string());
+    }
+    let Some(channel) = channel_actor(platform) else {
+        return response::unavailable("the channel is restarting", 1);
+    };
+    match channel.call(ChannelMsg::GetStatus, Some(Duration::from_secs(5))).await {
+        Ok(CallResult::Success(status)) if status.queued >= state.config.outbound.max_queued => {
+            return response::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                &format!("{} messages are waiting for {platform}; try again later", status.queued),
+            );
+        }
+        Ok(CallResult::Success(_)) => {}
+        _ => return response::unavailable("the channel did not answer", 1),
+    }
+    let Some(store) = conversation_actor() else {
+        return response::unavailable("the store is restarting", 1);
+    };
+    let retry_deadline_ms = (state.config.outbound.retry_deadline_secs as i64).saturating_mul(1000);
+    let queued = store
+        .call(|reply| ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply }, Some(ENQUEUE_DEADLINE))
+        .await;
+    match queued {
+        Ok(CallResult::Success(Ok((message, entry)))) => {
+            tracing::info!(message = "Reply queued.", %platform, message_id = %message.id);
+            // If the channel is restarting, it reloads the outbox when it starts.
+            let _ = channel.cast(ChannelMsg::Queued(entry));
+            response::json(StatusCode::ACCEPTED, &json!({ "message": message }))
+        }
+        Ok(CallResult::Success(Err(e))) => {
+            tracing::error!(message = "Reply not queued.", %platform, error = %e);
+            response::unavailable("the reply could not be stored", 1)
+        }
+        _ => response::unavailable("the store did not answer", 1),
+    }
+}
+
+/// The recipient the channel will send to, for validation: LinkedIn sends under the post.
+fn probe_recipient(target: &ConversationTarget) -> String {
+    match (target.platform, crate::store::comment_object(&target.contact_id)) {
+        (Platform::Linkedin, Some(post)) => post.to_owned(),
+        _ => target.contact_id.clone(),
+    }
+}
+
+fn unprocessable(code: &str, message: &str) -> Response<Body> {
+    response::error(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
