@@ -5,7 +5,7 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::{ConversationMsg, PersistError, WebhookOutcome, WebhookReply};
-use crate::model::Timestamp;
+use crate::model::{InboundEvent, Platform, Timestamp};
 use crate::store::{Store, StoreCounts, StoreError};
 
 /// The actor behaviour; all state is in [`ConversationState`].
@@ -35,6 +35,8 @@ pub struct ConversationState {
     /// Covered by the flush now running.
     in_flight: Vec<PendingReply>,
     flushing: bool,
+    /// Webhooks that arrived while a flush ran: stored together, in one write, when it ends.
+    buffered: Vec<(Platform, Vec<InboundEvent>, Timestamp, WebhookReply)>,
     counts: StoreCounts,
 }
 
@@ -61,6 +63,57 @@ impl ConversationState {
         self.start_flush(myself);
     }
 
+    /// Stores every buffered webhook in one write (one log I/O for the group) and parks their
+    /// replies for the next flush. A group that fails is retried webhook by webhook, so one bad
+    /// body cannot fail the others.
+    fn store_buffered(&mut self, myself: &ActorRef<ConversationMsg>) -> Result<(), StoreError> {
+        let group = std::mem::take(&mut self.buffered);
+        if group.is_empty() {
+            return Ok(());
+        }
+        let stored_at = group.iter().map(|(_, _, at, _)| *at).max().unwrap_or_else(Timestamp::now);
+        let bodies: Vec<&[InboundEvent]> = group.iter().map(|(_, events, _, _)| events.as_slice()).collect();
+        match self.store.ingest_group(&bodies, stored_at) {
+            Ok(outcomes) => {
+                for ((_, _, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                    self.count(&outcome);
+                    self.park(myself, webhook_reply(reply, WebhookOutcome::Stored(outcome)));
+                }
+                Ok(())
+            }
+            Err(StoreError::Io(e)) => {
+                for (_, _, _, reply) in group {
+                    let _ = reply.send(Err(PersistError(e.to_string())));
+                }
+                Err(StoreError::Io(e))
+            }
+            Err(_) => {
+                for (platform, events, received_at, reply) in group {
+                    match self.store.ingest(&events, received_at) {
+                        Ok(outcome) => {
+                            self.count(&outcome);
+                            self.park(myself, webhook_reply(reply, WebhookOutcome::Stored(outcome)));
+                        }
+                        Err(e) => {
+                            tracing::error!(message = "Storing events failed.", %platform, error = %e);
+                            let _ = reply.send(Err(PersistError(e.to_string())));
+                            if matches!(e, StoreError::Io(_)) {
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn count(&mut self, outcome: &crate::store::IngestOutcome) {
+        self.counts.messages += outcome.messages;
+        self.counts.conversations += outcome.conversations;
+        self.counts.events += outcome.stored;
+    }
+
     /// Makes a write that nobody waits for durable soon (status changes), by riding the next flush.
     fn flush_soon(&mut self, myself: &ActorRef<ConversationMsg>) {
         self.park(myself, Box::new(|_| {}));
@@ -78,7 +131,14 @@ impl Actor for ConversationActor {
         args: ConversationArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let counts = args.store.counts();
-        Ok(ConversationState { store: args.store, waiting: Vec::new(), in_flight: Vec::new(), flushing: false, counts })
+        Ok(ConversationState {
+            store: args.store,
+            waiting: Vec::new(),
+            in_flight: Vec::new(),
+            flushing: false,
+            buffered: Vec::new(),
+            counts,
+        })
     }
 
     async fn handle(
@@ -89,26 +149,10 @@ impl Actor for ConversationActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ConversationMsg::Ingest { platform, events, received_at, reply } => {
-                match state.store.ingest(&events, received_at) {
-                    Ok(outcome) => {
-                        state.counts.messages += outcome.messages;
-                        state.counts.conversations += outcome.conversations;
-                        state.counts.events += outcome.stored;
-                        tracing::debug!(
-                            message = "Events stored.",
-                            %platform,
-                            stored = outcome.stored,
-                            duplicates = outcome.duplicates
-                        );
-                        state.park(&myself, webhook_reply(reply, WebhookOutcome::Stored(outcome)));
-                    }
-                    Err(e) => {
-                        tracing::error!(message = "Storing events failed.", %platform, error = %e);
-                        let _ = reply.send(Err(PersistError(e.to_string())));
-                        if matches!(e, StoreError::Io(_)) {
-                            return Err(e.into());
-                        }
-                    }
+                // While a flush runs, webhooks gather; they are stored as one group when it ends.
+                state.buffered.push((platform, events, received_at, reply));
+                if !state.flushing {
+                    state.store_buffered(&myself)?;
                 }
             }
             ConversationMsg::Quarantine { platform, reason, body, received_at, reply } => {
@@ -129,6 +173,9 @@ impl Actor for ConversationActor {
                 let covered = std::mem::take(&mut state.in_flight);
                 for pending in covered {
                     pending(result.clone().map_err(PersistError));
+                }
+                if result.is_ok() {
+                    state.store_buffered(&myself)?;
                 }
                 if let Err(e) = result {
                     // A failed fsync leaves the store in an unknown state: let the supervisor decide.
@@ -219,8 +266,11 @@ impl Actor for ConversationActor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        // A clean stop: make everything durable and answer whoever still waits.
+    async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // A clean stop: store what gathered, make everything durable, answer whoever still waits.
+        if let Err(e) = state.store_buffered(&myself) {
+            tracing::error!(message = "Storing the last webhooks failed.", error = %e);
+        }
         let result = state.store.flush().await.map_err(|e| e.to_string());
         for pending in state.in_flight.drain(..).chain(state.waiting.drain(..)) {
             pending(result.clone().map_err(PersistError));

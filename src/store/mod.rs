@@ -6,14 +6,16 @@
 
 pub mod keys;
 mod outbox;
+mod writer;
+
+use writer::{TreeId, Writer};
 
 pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::model::{Conversation, Direction, EventKind, InboundEvent, Message, Platform, Status, Timestamp};
 
@@ -187,74 +189,37 @@ impl Store {
     /// message once (by its platform id), conversations created or updated. Not durable until
     /// the next flush.
     pub fn ingest(&self, events: &[InboundEvent], stored_at: Timestamp) -> Result<IngestOutcome, StoreError> {
-        // Ids come from outside the transaction: its closure may run more than once, and an unused
-        // id is harmless (ids are unique, not dense).
-        let mut ids = Vec::with_capacity(events.len());
-        for event in events {
-            ids.push(match event.kind {
-                EventKind::Message { .. } => Some(keys::message_id(self.db.generate_id()?)),
-                _ => None,
-            });
-        }
-        // Watermark receipts look at a conversation's newest messages; ranges cannot be read inside
-        // a transaction, and this actor is the only writer, so they are read just before.
-        let mut recent: Vec<Vec<String>> = Vec::with_capacity(events.len());
-        for event in events {
-            recent.push(match (&event.kind, &event.contact_id) {
-                (EventKind::Receipt(r), Some(contact)) if r.watermark.is_some() => {
-                    self.recent_message_ids(&keys::conversation_id(event.platform, &event.account_id, contact))?
+        let outcomes = self.ingest_group(std::slice::from_ref(&events), stored_at)?;
+        Ok(outcomes[0])
+    }
+
+    /// Stores several webhooks' events in one atomic write (see `writer.rs` for why one write per
+    /// group), with one outcome per webhook, in order. A later webhook of the group sees what an
+    /// earlier one wrote, exactly as if they had been stored one by one.
+    pub fn ingest_group(
+        &self,
+        bodies: &[&[InboundEvent]],
+        stored_at: Timestamp,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut writer = Writer::new(self);
+        let mut outcomes = Vec::with_capacity(bodies.len());
+        for events in bodies {
+            let mut outcome = IngestOutcome::default();
+            for event in *events {
+                if ingest_one(self, &mut writer, event, stored_at, &mut outcome)?
+                    && let EventKind::Receipt(receipt) = &event.kind
+                {
+                    let conversation_id = event
+                        .contact_id
+                        .as_deref()
+                        .map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
+                    outbox::apply_receipt(self, &mut writer, event.platform, conversation_id.as_deref(), receipt)?;
                 }
-                _ => Vec::new(),
-            });
+            }
+            outcomes.push(outcome);
         }
-        let trees = (
-            &self.conversations,
-            &self.messages,
-            &self.timeline,
-            &self.platform_ids,
-            &self.events,
-            &self.activity,
-            &self.platform_activity,
-            &self.pending_receipts,
-            &self.watermarks,
-        );
-        let outcome = trees.transaction(
-            |(
-                conversations,
-                messages,
-                timeline,
-                platform_ids,
-                events_tree,
-                activity,
-                platform_activity,
-                pending,
-                marks,
-            )| {
-                let tx = IngestTx {
-                    conversations,
-                    messages,
-                    timeline,
-                    platform_ids,
-                    events: events_tree,
-                    activity,
-                    platform_activity,
-                };
-                let mut outcome = IngestOutcome::default();
-                for ((event, id), recent) in events.iter().zip(&ids).zip(&recent) {
-                    if tx.ingest_one(event, id.as_deref(), stored_at, &mut outcome)?
-                        && let EventKind::Receipt(receipt) = &event.kind
-                    {
-                        let conversation_id = event
-                            .contact_id
-                            .as_deref()
-                            .map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
-                        tx.apply_receipt(event.platform, conversation_id.as_deref(), receipt, pending, marks, recent)?;
-                    }
-                }
-                Ok(outcome)
-            },
-        )?;
-        Ok(outcome)
+        writer.commit()?;
+        Ok(outcomes)
     }
 
     /// Keeps a body that was signed correctly but did not parse.
@@ -419,152 +384,133 @@ impl Store {
     }
 }
 
-/// The trees of one ingest transaction.
-struct IngestTx<'a> {
-    conversations: &'a TransactionalTree,
-    messages: &'a TransactionalTree,
-    timeline: &'a TransactionalTree,
-    platform_ids: &'a TransactionalTree,
-    events: &'a TransactionalTree,
-    activity: &'a TransactionalTree,
-    platform_activity: &'a TransactionalTree,
+/// Stores one event into `writer`; false when it was a duplicate.
+fn ingest_one(
+    store: &Store,
+    writer: &mut Writer<'_>,
+    event: &InboundEvent,
+    stored_at: Timestamp,
+    outcome: &mut IngestOutcome,
+) -> Result<bool, StoreError> {
+    let event_key = keys::event_key(event.platform, &event.dedup_key);
+    if writer.contains(TreeId::Events, &event_key)? {
+        outcome.duplicates += 1;
+        return Ok(false);
+    }
+    let conversation_id =
+        event.contact_id.as_deref().map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
+    let mut conversation: Option<Conversation> = match &conversation_id {
+        Some(id) => writer.get(TreeId::Conversations, id.as_bytes())?,
+        None => None,
+    };
+    let before = conversation.clone();
+    let creates_conversation =
+        matches!(event.kind, EventKind::Message { .. } | EventKind::Subscribed | EventKind::ConversationStarted { .. });
+    if conversation.is_none()
+        && creates_conversation
+        && let (Some(id), Some(contact)) = (&conversation_id, &event.contact_id)
+    {
+        conversation = Some(Conversation {
+            id: id.clone(),
+            platform: event.platform,
+            account_id: event.account_id.clone(),
+            contact_id: contact.clone(),
+            contact_name: None,
+            last_message_text: None,
+            last_message_at: None,
+            unread: 0,
+            created_at: event.occurred_at,
+            updated_at: event.occurred_at,
+        });
+        outcome.conversations += 1;
+    }
+
+    let mut message_id = None;
+    if let (EventKind::Message { direction, platform_message_id, content }, Some(conv)) =
+        (&event.kind, &mut conversation)
+    {
+        let index_key = keys::platform_message_key(event.platform, platform_message_id);
+        // The same message under another event key (an echo of a message we sent, say) keeps its
+        // event but is not stored twice.
+        if !writer.contains(TreeId::PlatformIds, &index_key)? {
+            let id = keys::message_id(store.db.generate_id()?);
+            let message = Message {
+                id: id.clone(),
+                conversation_id: conv.id.clone(),
+                platform: event.platform,
+                direction: *direction,
+                platform_message_id: Some(platform_message_id.clone()),
+                sender_id: event.sender_id.clone(),
+                text: content.text.clone(),
+                attachments: content.attachments.clone(),
+                sent_at: event.occurred_at,
+                status: match direction {
+                    Direction::Inbound => Status::Received,
+                    Direction::Outbound => Status::Sent,
+                },
+                error: None,
+                kind: content.kind,
+                payload: content.payload.clone(),
+                reply_to: content.reply_to.clone(),
+                location: content.location.clone(),
+                contacts: content.contacts.clone(),
+                received_at: stored_at,
+                dispatched_at: None,
+            };
+            writer.insert(TreeId::Messages, id.as_bytes(), &message)?;
+            writer.insert_raw(TreeId::Timeline, keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes());
+            writer.insert_raw(TreeId::PlatformIds, index_key, id.as_bytes());
+            if conv.last_message_at.is_none_or(|last| event.occurred_at >= last) {
+                conv.last_message_text = Some(content.preview());
+                conv.last_message_at = Some(event.occurred_at);
+            }
+            match direction {
+                Direction::Inbound => conv.unread += 1,
+                // A reply from our side (an echo from the Page inbox) means someone read the thread.
+                Direction::Outbound => conv.unread = 0,
+            }
+            outcome.messages += 1;
+            message_id = Some(id);
+        }
+    }
+    if let Some(conv) = &mut conversation {
+        if event.contact_name.is_some()
+            && !matches!(event.kind, EventKind::Message { direction: Direction::Outbound, .. })
+        {
+            conv.contact_name.clone_from(&event.contact_name);
+        }
+        if creates_conversation && event.occurred_at > conv.updated_at {
+            conv.updated_at = event.occurred_at;
+        }
+        if before.as_ref() != Some(conv) {
+            save_conversation(writer, before.as_ref(), conv)?;
+        }
+    }
+    let record = StoredEvent { conversation_id, message_id, stored_at, event: event.clone() };
+    writer.insert(TreeId::Events, event_key, &record)?;
+    outcome.stored += 1;
+    Ok(true)
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
-
-impl IngestTx<'_> {
-    fn ingest_one(
-        &self,
-        event: &InboundEvent,
-        new_message_id: Option<&str>,
-        stored_at: Timestamp,
-        outcome: &mut IngestOutcome,
-    ) -> TxResult<bool> {
-        let event_key = keys::event_key(event.platform, &event.dedup_key);
-        if self.events.get(&event_key)?.is_some() {
-            outcome.duplicates += 1;
-            return Ok(false);
+/// Writes a conversation and moves it in the activity indexes when its time changed.
+fn save_conversation(
+    writer: &mut Writer<'_>,
+    before: Option<&Conversation>,
+    after: &Conversation,
+) -> Result<(), StoreError> {
+    if before.is_none_or(|b| b.updated_at != after.updated_at) {
+        if let Some(b) = before {
+            writer.remove(TreeId::Activity, keys::activity_key(b.updated_at, &b.id));
+            writer.remove(TreeId::PlatformActivity, keys::platform_activity_key(b.platform, b.updated_at, &b.id));
         }
-        let conversation_id = event
-            .contact_id
-            .as_deref()
-            .map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
-        let mut conversation = match &conversation_id {
-            Some(id) => self.get::<Conversation>(self.conversations, id.as_bytes())?,
-            None => None,
-        };
-        let before = conversation.clone();
-        let creates_conversation = matches!(
-            event.kind,
-            EventKind::Message { .. } | EventKind::Subscribed | EventKind::ConversationStarted { .. }
+        writer.insert_raw(TreeId::Activity, keys::activity_key(after.updated_at, &after.id), Vec::new());
+        writer.insert_raw(
+            TreeId::PlatformActivity,
+            keys::platform_activity_key(after.platform, after.updated_at, &after.id),
+            Vec::new(),
         );
-        if conversation.is_none()
-            && creates_conversation
-            && let (Some(id), Some(contact)) = (&conversation_id, &event.contact_id)
-        {
-            conversation = Some(Conversation {
-                id: id.clone(),
-                platform: event.platform,
-                account_id: event.account_id.clone(),
-                contact_id: contact.clone(),
-                contact_name: None,
-                last_message_text: None,
-                last_message_at: None,
-                unread: 0,
-                created_at: event.occurred_at,
-                updated_at: event.occurred_at,
-            });
-            outcome.conversations += 1;
-        }
-
-        let mut message_id = None;
-        if let (EventKind::Message { direction, platform_message_id, content }, Some(conv)) =
-            (&event.kind, &mut conversation)
-        {
-            let index_key = keys::platform_message_key(event.platform, platform_message_id);
-            if self.platform_ids.get(&index_key)?.is_some() {
-                // The same message under another event key (an echo of a message we sent, say):
-                // keep the event, do not store the message twice.
-            } else {
-                let id = new_message_id.expect("message events are given an id").to_owned();
-                let message = Message {
-                    id: id.clone(),
-                    conversation_id: conv.id.clone(),
-                    platform: event.platform,
-                    direction: *direction,
-                    platform_message_id: Some(platform_message_id.clone()),
-                    sender_id: event.sender_id.clone(),
-                    text: content.text.clone(),
-                    attachments: content.attachments.clone(),
-                    sent_at: event.occurred_at,
-                    status: match direction {
-                        Direction::Inbound => Status::Received,
-                        Direction::Outbound => Status::Sent,
-                    },
-                    error: None,
-                    kind: content.kind,
-                    payload: content.payload.clone(),
-                    reply_to: content.reply_to.clone(),
-                    location: content.location.clone(),
-                    contacts: content.contacts.clone(),
-                    received_at: stored_at,
-                    dispatched_at: None,
-                };
-                self.messages.insert(id.as_bytes(), encode(&message).map_err(abort)?)?;
-                self.timeline.insert(keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes())?;
-                self.platform_ids.insert(index_key, id.as_bytes())?;
-                if conv.last_message_at.is_none_or(|last| event.occurred_at >= last) {
-                    conv.last_message_text = Some(content.preview());
-                    conv.last_message_at = Some(event.occurred_at);
-                }
-                match direction {
-                    Direction::Inbound => conv.unread += 1,
-                    // A reply from our side (an echo from the Page inbox) means someone read the thread.
-                    Direction::Outbound => conv.unread = 0,
-                }
-                outcome.messages += 1;
-                message_id = Some(id);
-            }
-        }
-        if let Some(conv) = &mut conversation {
-            if event.contact_name.is_some()
-                && !matches!(event.kind, EventKind::Message { direction: Direction::Outbound, .. })
-            {
-                conv.contact_name.clone_from(&event.contact_name);
-            }
-            if creates_conversation && event.occurred_at > conv.updated_at {
-                conv.updated_at = event.occurred_at;
-            }
-            if before.as_ref() != Some(conv) {
-                self.save_conversation(before.as_ref(), conv)?;
-            }
-        }
-        let record = StoredEvent { conversation_id, message_id, stored_at, event: event.clone() };
-        self.events.insert(event_key, encode(&record).map_err(abort)?)?;
-        outcome.stored += 1;
-        Ok(true)
     }
-
-    fn save_conversation(&self, before: Option<&Conversation>, after: &Conversation) -> TxResult<()> {
-        if before.is_none_or(|b| b.updated_at != after.updated_at) {
-            if let Some(b) = before {
-                self.activity.remove(keys::activity_key(b.updated_at, &b.id))?;
-                self.platform_activity.remove(keys::platform_activity_key(b.platform, b.updated_at, &b.id))?;
-            }
-            self.activity.insert(keys::activity_key(after.updated_at, &after.id), &[])?;
-            self.platform_activity
-                .insert(keys::platform_activity_key(after.platform, after.updated_at, &after.id), &[])?;
-        }
-        self.conversations.insert(after.id.as_bytes(), encode(after).map_err(abort)?)?;
-        Ok(())
-    }
-
-    fn get<T: for<'de> Deserialize<'de>>(&self, tree: &TransactionalTree, key: &[u8]) -> TxResult<Option<T>> {
-        match tree.get(key)? {
-            Some(bytes) => Ok(Some(decode(&bytes).map_err(abort)?)),
-            None => Ok(None),
-        }
-    }
+    writer.insert(TreeId::Conversations, after.id.as_bytes(), after)
 }
 
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::{IngestTx, Store, StoreError, TxResult, abort, decode, encode, keys};
+use super::writer::{TreeId, Writer};
+use super::{Store, StoreError, abort, decode, encode, keys};
 use crate::model::{
     Attachment, ContentKind, Conversation, Direction, Message, MessageError, OutboundMessage, Platform, ReceiptKind,
     Status, Template, Timestamp,
@@ -138,45 +139,34 @@ impl Store {
             contacts: Vec::new(),
         }
         .preview();
-        let trees = (
-            &self.conversations,
-            &self.messages,
-            &self.timeline,
-            &self.platform_ids,
-            &self.events,
-            &self.activity,
-            &self.platform_activity,
-            &self.outbox,
+        let mut writer = Writer::new(self);
+        let before: Option<Conversation> = writer.get(TreeId::Conversations, conversation_id.as_bytes())?;
+        let mut conversation = before.clone().unwrap_or_else(|| Conversation {
+            id: conversation_id.clone(),
+            platform: target.platform,
+            account_id: target.account_id.clone(),
+            contact_id: target.contact_id.clone(),
+            contact_name: None,
+            last_message_text: None,
+            last_message_at: None,
+            unread: 0,
+            created_at: now,
+            updated_at: now,
+        });
+        conversation.last_message_text = Some(preview);
+        conversation.last_message_at = Some(now);
+        conversation.updated_at = conversation.updated_at.max(now);
+        // Replying means the operator has read the thread.
+        conversation.unread = 0;
+        super::save_conversation(&mut writer, before.as_ref(), &conversation)?;
+        writer.insert(TreeId::Messages, message_id.as_bytes(), &message)?;
+        writer.insert_raw(
+            TreeId::Timeline,
+            keys::timeline_key(&conversation_id, now, &message_id),
+            message_id.as_bytes(),
         );
-        trees.transaction(
-            |(conversations, messages, timeline, platform_ids, events, activity, platform_activity, outbox)| {
-                let tx =
-                    IngestTx { conversations, messages, timeline, platform_ids, events, activity, platform_activity };
-                let before: Option<Conversation> = tx.get(conversations, conversation_id.as_bytes())?;
-                let mut conversation = before.clone().unwrap_or_else(|| Conversation {
-                    id: conversation_id.clone(),
-                    platform: target.platform,
-                    account_id: target.account_id.clone(),
-                    contact_id: target.contact_id.clone(),
-                    contact_name: None,
-                    last_message_text: None,
-                    last_message_at: None,
-                    unread: 0,
-                    created_at: now,
-                    updated_at: now,
-                });
-                conversation.last_message_text = Some(preview.clone());
-                conversation.last_message_at = Some(now);
-                conversation.updated_at = conversation.updated_at.max(now);
-                // Replying means the operator has read the thread.
-                conversation.unread = 0;
-                tx.save_conversation(before.as_ref(), &conversation)?;
-                messages.insert(message_id.as_bytes(), encode(&message).map_err(abort)?)?;
-                timeline.insert(keys::timeline_key(&conversation_id, now, &message_id), message_id.as_bytes())?;
-                outbox.insert(outbox_key(target.platform, seq), encode(&entry).map_err(abort)?)?;
-                Ok(())
-            },
-        )?;
+        writer.insert(TreeId::Outbox, outbox_key(target.platform, seq), &entry)?;
+        writer.commit()?;
         Ok((message, entry))
     }
 
@@ -329,69 +319,61 @@ pub fn comment_object(urn: &str) -> Option<&str> {
     Some(object)
 }
 
-impl IngestTx<'_> {
-    /// Applies a receipt to our outbound messages: by platform id where it names messages (kept for
-    /// later when the send response has not arrived yet), by watermark where it covers a time.
-    pub(super) fn apply_receipt(
-        &self,
-        platform: Platform,
-        conversation_id: Option<&str>,
-        receipt: &crate::model::Receipt,
-        pending: &sled::transaction::TransactionalTree,
-        watermarks: &sled::transaction::TransactionalTree,
-        timeline_scan: &[String],
-    ) -> TxResult<()> {
-        let status = receipt.kind.status();
-        for platform_id in &receipt.message_ids {
-            let index_key = keys::platform_message_key(platform, platform_id);
-            match self.platform_ids.get(&index_key)? {
-                Some(id) => {
-                    self.update(&id, |m| {
-                        m.direction == Direction::Outbound && advance(m, status, receipt.error.clone())
-                    })?;
-                }
-                None => {
-                    let mut waiting: Vec<PendingReceipt> = match pending.get(&index_key)? {
-                        Some(bytes) => decode(&bytes).map_err(abort)?,
-                        None => Vec::new(),
-                    };
-                    waiting.push(PendingReceipt { kind: receipt.kind, error: receipt.error.clone() });
-                    pending.insert(index_key, encode(&waiting).map_err(abort)?)?;
-                }
+/// Applies a receipt to our outbound messages: by platform id where it names messages (kept for
+/// later when the send response has not arrived yet), by watermark where it covers a time.
+pub(super) fn apply_receipt(
+    store: &Store,
+    writer: &mut Writer<'_>,
+    platform: Platform,
+    conversation_id: Option<&str>,
+    receipt: &crate::model::Receipt,
+) -> Result<(), StoreError> {
+    let status = receipt.kind.status();
+    for platform_id in &receipt.message_ids {
+        let index_key = keys::platform_message_key(platform, platform_id);
+        match writer.get_raw(TreeId::PlatformIds, &index_key)? {
+            Some(id) => {
+                update(writer, &id, |m| {
+                    m.direction == Direction::Outbound && advance(m, status, receipt.error.clone())
+                })?;
+            }
+            None => {
+                let mut waiting: Vec<PendingReceipt> =
+                    writer.get(TreeId::PendingReceipts, &index_key)?.unwrap_or_default();
+                waiting.push(PendingReceipt { kind: receipt.kind, error: receipt.error.clone() });
+                writer.insert(TreeId::PendingReceipts, index_key, &waiting)?;
             }
         }
-        let (Some(watermark), Some(conversation_id)) = (receipt.watermark, conversation_id) else { return Ok(()) };
-        if !matches!(receipt.kind, ReceiptKind::Delivered | ReceiptKind::Read) {
-            return Ok(());
-        }
-        let mut marks: Watermarks = match watermarks.get(conversation_id.as_bytes())? {
-            Some(bytes) => decode(&bytes).map_err(abort)?,
-            None => Watermarks::default(),
-        };
-        let slot = if receipt.kind == ReceiptKind::Read { &mut marks.read } else { &mut marks.delivered };
-        if slot.is_none_or(|w| watermark > w) {
-            *slot = Some(watermark);
-            watermarks.insert(conversation_id.as_bytes(), encode(&marks).map_err(abort)?)?;
-        }
-        for id in timeline_scan {
-            self.update(id.as_bytes(), |m| {
-                m.direction == Direction::Outbound
-                    && m.dispatched_at.is_some_and(|at| at <= watermark)
-                    && advance(m, status, None)
-            })?;
-        }
-        Ok(())
     }
+    let (Some(watermark), Some(conversation_id)) = (receipt.watermark, conversation_id) else { return Ok(()) };
+    if !matches!(receipt.kind, ReceiptKind::Delivered | ReceiptKind::Read) {
+        return Ok(());
+    }
+    let mut marks: Watermarks = writer.get(TreeId::Watermarks, conversation_id.as_bytes())?.unwrap_or_default();
+    let slot = if receipt.kind == ReceiptKind::Read { &mut marks.read } else { &mut marks.delivered };
+    if slot.is_none_or(|w| watermark > w) {
+        *slot = Some(watermark);
+        writer.insert(TreeId::Watermarks, conversation_id.as_bytes(), &marks)?;
+    }
+    // Messages written earlier in this same batch are not in the timeline yet; they are inbound
+    // or echoes, which watermarks do not concern.
+    for id in store.recent_message_ids(conversation_id)? {
+        update(writer, id.as_bytes(), |m| {
+            m.direction == Direction::Outbound
+                && m.dispatched_at.is_some_and(|at| at <= watermark)
+                && advance(m, status, None)
+        })?;
+    }
+    Ok(())
+}
 
-    fn update(&self, id: &[u8], change: impl FnOnce(&mut Message) -> bool) -> TxResult<()> {
-        if let Some(bytes) = self.messages.get(id)? {
-            let mut message: Message = decode(&bytes).map_err(abort)?;
-            if change(&mut message) {
-                self.messages.insert(id, encode(&message).map_err(abort)?)?;
-            }
-        }
-        Ok(())
+fn update(writer: &mut Writer<'_>, id: &[u8], change: impl FnOnce(&mut Message) -> bool) -> Result<(), StoreError> {
+    if let Some(mut message) = writer.get::<Message>(TreeId::Messages, id)?
+        && change(&mut message)
+    {
+        writer.insert(TreeId::Messages, id.to_vec(), &message)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
