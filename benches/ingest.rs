@@ -830,6 +830,7 @@ app_secret = "bench-facebook-app-secret"
 verify_token = "bench-facebook-verify"
 page_id = "104857600123456"
 page_access_token = "bench-page-token"
+api_base = "http://127.0.0.1:9/v23.0"
 
 [whatsapp]
 enabled = true
@@ -837,16 +838,20 @@ app_secret = "{WHATSAPP_SECRET}"
 verify_token = "bench-whatsapp-verify"
 phone_number_id = "{PHONE_NUMBER_ID}"
 access_token = "bench-wa-token"
+api_base = "http://127.0.0.1:9/v23.0"
 
 [viber]
 enabled = true
 bot_token = "bench-viber-bot-token"
 bot_name = "Bench Support"
+api_base = "http://127.0.0.1:9/pa"
 
 [linkedin]
 enabled = true
 client_secret = "bench-linkedin-client-secret"
 organization_id = "2414183"
+api_base = "http://127.0.0.1:9"
+oauth_base = "http://127.0.0.1:9/oauth/v2"
 "#,
         store = store.display()
     )
