@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod model;
 pub mod platform;
+pub mod sandbox;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
