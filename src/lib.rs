@@ -11,6 +11,7 @@ pub mod model;
 pub mod platform;
 pub mod sandbox;
 pub mod secret;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod time;
