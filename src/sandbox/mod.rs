@@ -149,3 +149,22 @@ pub fn daemon_url(config: &Config, given: Option<&str>) -> Result<String, String
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    use super::*;
+
+    #[test]
+    fn the_daemon_url_follows_server_listen_unless_given() {
+        let mut config: Config = Figment::from(Toml::string(config::DEFAULTS)).extract().unwrap();
+        assert_eq!(daemon_url(&config, None).unwrap(), "http://127.0.0.1:8000");
+        config.server.listen = "0.0.0.0:9000".parse().unwrap();
+        assert_eq!(daemon_url(&config, None).unwrap(), "http://127.0.0.1:9000");
+        assert_eq!(daemon_url(&config, Some("http://127.0.0.1:7000/")).unwrap(), "http://127.0.0.1:7000");
+        assert!(daemon_url(&config, Some("ftp://x")).is_err());
+        assert!(daemon_url(&config, Some("not a url")).is_err());
+    }
+}
