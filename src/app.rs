@@ -202,7 +202,7 @@ async fn stop_actors(supervisor: &ractor::ActorRef<SupervisorMsg>, done: tokio::
 }
 
 /// Resolves on SIGTERM or SIGINT, with the signal's name.
-async fn shutdown_signal() -> &'static str {
+pub async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

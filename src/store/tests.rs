@@ -9,6 +9,20 @@ fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Opens a store whose previous handle was just dropped: sled's background threads may hold the
+/// file lock a moment longer, so an `Open` error is retried until a deadline.
+fn reopen(path: &std::path::Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(path, 8 << 20) {
+            Err(StoreError::Open { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn text_event(contact: &str, mid: &str, at_ms: i64, text: &str) -> InboundEvent {
     InboundEvent {
         platform: Platform::Facebook,
@@ -123,7 +137,7 @@ fn flushed_data_survives_reopening() {
         store.quarantine(Platform::Viber, "body is not JSON", b"\xffnot json", Timestamp::from_millis(3)).unwrap();
         store.flush_blocking().unwrap();
     }
-    let store = Store::open(&path, 8 << 20).unwrap();
+    let store = reopen(&path).unwrap();
     assert_eq!(store.message_by_platform_id(Platform::Facebook, "m_1").unwrap().unwrap().text.as_deref(), Some("kept"));
     let quarantined = store.quarantined().unwrap();
     assert_eq!(quarantined.len(), 1);
@@ -139,7 +153,7 @@ fn a_store_from_a_newer_schema_is_refused() {
         db.open_tree(TREE_META).unwrap().insert(KEY_SCHEMA_VERSION, &(SCHEMA_VERSION + 1).to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    assert!(matches!(Store::open(&path, 8 << 20), Err(StoreError::SchemaTooNew { .. })));
+    assert!(matches!(reopen(&path), Err(StoreError::SchemaTooNew { .. })));
 }
 
 mod outbound {
