@@ -3,13 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::sandbox::Sandbox;
 use support::*;
 
 const PAGE_TOKEN: &str = "test-page-token";
@@ -69,74 +68,12 @@ rate_per_minute = 1000
     )
 }
 
-/// A running sandbox. Killed on drop.
-struct Sandbox {
-    addr: String,
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Sandbox {
-    /// Starts a sandbox on its own temp config.
-    fn start(extra_args: &[&str], facebook_rate: u32, viber_rate: u32) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config(&dir.path().join("store"), facebook_rate, viber_rate)).unwrap();
-        let mut sandbox = Sandbox::start_with(&path, extra_args);
-        sandbox._dir = Some(dir);
-        sandbox
-    }
-
-    /// Starts a sandbox on an existing config file.
-    fn start_with(config_path: &PathBuf, extra_args: &[&str]) -> Sandbox {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-            .args(["sandbox", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config_path)
-            .args(extra_args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start parley sandbox");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Sandbox listening.")
-                    && let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next())
-                {
-                    let _ = addr_tx.send(addr.to_owned());
-                }
-                writer.lock().unwrap().push(line);
-            }
-        });
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("sandbox did not start; log:\n{}", log.lock().unwrap().join("\n"));
-            }
-        };
-        Sandbox { addr, child, log, _dir: None }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a sandbox on its own temp config with the given Messenger and Viber rates.
+fn start_sandbox(extra_args: &[&str], facebook_rate: u32, viber_rate: u32) -> Sandbox {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config(&dir.path().join("store"), facebook_rate, viber_rate)).unwrap();
+    Sandbox::start_owning(&path, extra_args, dir)
 }
 
 fn messenger_body(text: &str) -> Value {
@@ -216,7 +153,7 @@ fn json_of(body: &str) -> Value {
 
 #[tokio::test]
 async fn messenger_send_returns_a_message_id_and_is_recorded_exactly() {
-    let sandbox = Sandbox::start(&[], 40, 300);
+    let sandbox = start_sandbox(&[], 40, 300);
     let client = client();
     let body = messenger_body("It shipped this morning. 📦");
     let response = client
@@ -245,7 +182,7 @@ async fn messenger_send_returns_a_message_id_and_is_recorded_exactly() {
 
 #[tokio::test]
 async fn refusals_are_shaped_like_each_platform() {
-    let sandbox = Sandbox::start(&[], 40, 300);
+    let sandbox = start_sandbox(&[], 40, 300);
     let client = client();
 
     // WhatsApp without messaging_product: a Graph error, code 100.
@@ -293,7 +230,7 @@ async fn refusals_are_shaped_like_each_platform() {
 
 #[tokio::test]
 async fn successful_sends_on_viber_and_linkedin() {
-    let sandbox = Sandbox::start(&[], 40, 300);
+    let sandbox = start_sandbox(&[], 40, 300);
     let client = client();
     let (status, _, body) = send(&client, &sandbox, "viber", VIBER_TOKEN).await.unwrap();
     assert_eq!(status, 200);
@@ -315,7 +252,7 @@ async fn successful_sends_on_viber_and_linkedin() {
 
 #[tokio::test]
 async fn sends_above_the_configured_rate_get_429_or_status_12() {
-    let sandbox = Sandbox::start(&[], 5, 3);
+    let sandbox = start_sandbox(&[], 5, 3);
     let client = client();
     let mut sends = tokio::task::JoinSet::new();
     for _ in 0..10 {
@@ -347,7 +284,7 @@ async fn sends_above_the_configured_rate_get_429_or_status_12() {
     assert_eq!(statuses, vec![0, 0, 0, 12, 12, 12, 12, 12, 12, 12]);
 
     // --no-rate-limits lifts them.
-    let unlimited = Sandbox::start(&["--no-rate-limits"], 5, 3);
+    let unlimited = start_sandbox(&["--no-rate-limits"], 5, 3);
     for _ in 0..10 {
         let (status, _, _) = send(&client, &unlimited, "facebook", PAGE_TOKEN).await.unwrap();
         assert_eq!(status, 200);
@@ -394,7 +331,7 @@ fn is_success(platform: &str, status: u16, body: &str) -> bool {
 
 #[tokio::test]
 async fn each_fault_kind_applies_to_the_next_n_sends_then_service_is_normal() {
-    let sandbox = Sandbox::start(&["--no-rate-limits", "--no-receipts"], 40, 300);
+    let sandbox = start_sandbox(&["--no-rate-limits", "--no-receipts"], 40, 300);
     let client = client();
     for platform in ["facebook", "whatsapp", "viber", "linkedin"] {
         let token = token_of(platform);
@@ -436,7 +373,7 @@ async fn each_fault_kind_applies_to_the_next_n_sends_then_service_is_normal() {
 
 #[tokio::test]
 async fn refreshed_and_exchanged_tokens_are_accepted() {
-    let sandbox = Sandbox::start(&[], 40, 300);
+    let sandbox = start_sandbox(&[], 40, 300);
     let client = client();
     let refreshed: Value = client
         .post(sandbox.url("/oauth/v2/accessToken"))

@@ -519,7 +519,15 @@ async fn token_check(
                     Ok(status) if status.valid => TokenCheck::Valid { expires_at: status.expires_at, replacement },
                     Ok(_) => TokenCheck::Invalid("debug_token says the access token is not valid".into()),
                     Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
-                    Err(e) => TokenCheck::Invalid(e.to_string()),
+                    // The call itself was refused: our app credentials (app id and secret) do not
+                    // fit, which says nothing about the access token.
+                    Err(e) => {
+                        tracing::warn!(message = "debug_token refused the app id and secret; token expiry unknown.", reason = %e);
+                        match replacement {
+                            Some(r) => TokenCheck::Valid { expires_at: None, replacement: Some(r) },
+                            None => TokenCheck::NotChecked,
+                        }
+                    }
                 },
                 Err(e) => TokenCheck::Unreachable(e.to_string()),
             }

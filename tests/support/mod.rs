@@ -2,6 +2,8 @@
 //! temporary config and store, sign webhooks the way each platform does, and call the API.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod sandbox;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -142,6 +144,15 @@ impl Daemon {
         let mut next = Daemon::spawn(self.dir.clone(), self.config_path.clone());
         next._tempdir = tempdir;
         next
+    }
+
+    /// Starts the daemon again on the same config and store, in place (after `kill9` or `terminate`).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "stop or kill the daemon before restarting it");
+        let mut next = Daemon::spawn(self.dir.clone(), self.config_path.clone());
+        self.child = next.child.take();
+        self.addr = next.addr.clone();
+        self.log = next.log.clone();
     }
 
     fn wait_ready(&self) {
