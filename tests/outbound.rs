@@ -522,3 +522,27 @@ async fn a_platform_that_is_off_refuses_replies() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "platform_disabled");
 }
+
+#[tokio::test]
+async fn a_token_rejected_again_after_its_refresh_makes_the_channel_not_ready() {
+    let lp = Loop::start(Rates::default(), &["--no-receipts"]);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "linkedin", &linkedin_inbound()).await.0, 200);
+    let conversation = lp.conversation_of("linkedin").await;
+    lp.fault("linkedin", "expired_token", 5).await;
+    let id = lp.reply(&conversation, "Yes, we do.").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ready = loop {
+        let response = lp.client.get(lp.daemon.url("/ready")).send().await.unwrap();
+        if response.status() == 503 {
+            break response.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the channel stayed ready:\n{}", lp.daemon.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready["not_ready"], json!(["channel.linkedin"]), "{ready}");
+    assert_eq!(ready["channels"]["linkedin"]["state"], "not_ready");
+    assert!(ready["channels"]["linkedin"]["reason"].as_str().unwrap().contains("rejected"), "{ready}");
+    // The reply is not lost: it waits for a working token (or its deadline).
+    assert_eq!(lp.message(&id).await["status"], "sending");
+    assert_eq!(lp.sends("linkedin").await.len(), 2, "one attempt, one refresh, one retry");
+}
