@@ -37,6 +37,8 @@ const BROKEN_TOKEN_RECHECK: Duration = Duration::from_secs(60);
 const TOKEN_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 /// LinkedIn access tokens are refreshed when they expire sooner than this.
 const REFRESH_BEFORE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How many finished message ids a channel remembers (see `ChannelState::finished`).
+const FINISHED_MEMORY: usize = 10_000;
 
 /// The actor behaviour; one instance per enabled platform.
 pub struct ChannelActor;
@@ -106,6 +108,11 @@ pub struct ChannelState {
     /// Conversations with queued messages, in round-robin order.
     order: VecDeque<String>,
     known: HashSet<String>,
+    /// Messages this actor finished (sent or failed) lately: a late `Queued` for one of them (the
+    /// outbox reload can beat the API's notice) must not send it again. Bounded to the newest
+    /// `FINISHED_MEMORY` ids.
+    finished: HashSet<String>,
+    finished_order: VecDeque<String>,
     in_flight: HashSet<String>,
     wake_at: Option<Instant>,
     wake: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ChannelMsg>>>>,
@@ -120,7 +127,7 @@ impl ChannelState {
     }
 
     fn add(&mut self, entry: OutboxEntry) {
-        if !self.known.insert(entry.message.id.clone()) {
+        if self.finished.contains(&entry.message.id) || !self.known.insert(entry.message.id.clone()) {
             return;
         }
         let conversation = entry.conversation_id.clone();
@@ -135,6 +142,19 @@ impl ChannelState {
             token_retry_used: false,
             last_error: None,
         });
+    }
+
+    /// Forgets a message that left the queue, and remembers that it did.
+    fn finish(&mut self, message_id: &str) {
+        self.known.remove(message_id);
+        if self.finished.insert(message_id.to_owned()) {
+            self.finished_order.push_back(message_id.to_owned());
+            if self.finished_order.len() > FINISHED_MEMORY
+                && let Some(oldest) = self.finished_order.pop_front()
+            {
+                self.finished.remove(&oldest);
+            }
+        }
     }
 
     fn send_context(&self) -> SendContext<'_> {
@@ -287,12 +307,14 @@ impl ChannelActor {
         let Some(queue) = state.queues.get_mut(&conversation_id) else { return };
         let Some(head) = queue.front_mut().filter(|p| p.entry.message.id == message_id) else { return };
         let store = conversation_actor();
+        // Ids leaving the queue; recorded once the borrow of the queue ends.
+        let mut finished = Vec::new();
         match outcome {
             SendOutcome::Sent { platform_message_id } => {
                 tracing::info!(message = "Message sent.", %platform, %message_id, attempts = head.attempts + 1);
                 let entry = head.entry.clone();
                 queue.pop_front();
-                state.known.remove(&message_id);
+                finished.push(message_id.clone());
                 state.sent += 1;
                 if let Some(store) = store {
                     let _ = store.cast(ConversationMsg::MarkSent { entry, platform_message_id, dispatched_at });
@@ -302,7 +324,7 @@ impl ChannelActor {
                 tracing::warn!(message = "Message failed.", %platform, %message_id, code = %error.code, reason = %error.message);
                 let entry = head.entry.clone();
                 queue.pop_front();
-                state.known.remove(&message_id);
+                finished.push(message_id.clone());
                 state.failed += 1;
                 if let Some(store) = store {
                     let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
@@ -325,7 +347,7 @@ impl ChannelActor {
                     tracing::warn!(message = "Message failed: retry deadline passed.", %platform, %message_id, code = %error.code, attempts = head.attempts);
                     let entry = head.entry.clone();
                     queue.pop_front();
-                    state.known.remove(&message_id);
+                    finished.push(message_id.clone());
                     state.failed += 1;
                     if let Some(store) = store {
                         let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
@@ -365,6 +387,9 @@ impl ChannelActor {
                 }
             }
         }
+        for id in finished {
+            state.finish(&id);
+        }
         Self::pump(myself, state);
     }
 
@@ -372,6 +397,7 @@ impl ChannelActor {
     fn expire(state: &mut ChannelState) {
         let now = Timestamp::now();
         let store = conversation_actor();
+        let mut finished = Vec::new();
         for queue in state.queues.values_mut() {
             while let Some(head) = queue
                 .front()
@@ -383,13 +409,16 @@ impl ChannelActor {
                     permanent: false,
                 });
                 let entry = head.entry.clone();
-                state.known.remove(&entry.message.id);
+                finished.push(entry.message.id.clone());
                 state.failed += 1;
                 queue.pop_front();
                 if let Some(store) = &store {
                     let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
                 }
             }
+        }
+        for id in finished {
+            state.finish(&id);
         }
     }
 
@@ -646,6 +675,8 @@ impl Actor for ChannelActor {
             queues: HashMap::new(),
             order: VecDeque::new(),
             known: HashSet::new(),
+            finished: HashSet::new(),
+            finished_order: VecDeque::new(),
             in_flight: HashSet::new(),
             wake_at: None,
             wake: None,
