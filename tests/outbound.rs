@@ -168,38 +168,18 @@ impl Loop {
 
     /// Send requests the sandbox received for `platform` (token endpoints excluded).
     async fn sends(&self, platform: &str) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .get(self.sandbox.url(&format!("/_sandbox/requests?platform={platform}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| {
-                let path = r["path"].as_str().unwrap_or_default();
-                r["method"] == "POST"
-                    && (path.ends_with("/messages") || path.ends_with("/send_message") || path.ends_with("/comments"))
-            })
-            .cloned()
-            .collect()
+        let is_send = |r: &Value| {
+            let path = r["path"].as_str().unwrap_or_default();
+            r["method"] == "POST"
+                && (path.ends_with("/messages") || path.ends_with("/send_message") || path.ends_with("/comments"))
+        };
+        self.all_requests(platform).await.into_iter().filter(is_send).collect()
     }
 
+    /// Every request the sandbox received for `platform`, token endpoints included.
     async fn all_requests(&self, platform: &str) -> Vec<Value> {
-        let body: Value = self
-            .client
-            .get(self.sandbox.url(&format!("/_sandbox/requests?platform={platform}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = self.sandbox.url(&format!("/_sandbox/requests?platform={platform}"));
+        let body: Value = self.client.get(url).send().await.unwrap().json().await.unwrap();
         body["requests"].as_array().unwrap().clone()
     }
 

@@ -72,6 +72,14 @@ pub struct SendSettings {
     pub token_source: TokenSource,
 }
 
+impl SendSettings {
+    /// True when the channel has something to send with: a token, or a user token to exchange.
+    pub fn has_credentials(&self) -> bool {
+        !self.token.is_empty()
+            || matches!(&self.token_source, TokenSource::Meta { user_access_token, .. } if !user_access_token.is_empty())
+    }
+}
+
 /// What a channel needs to know about its platform.
 #[derive(Clone, Debug)]
 pub struct ChannelArgs {

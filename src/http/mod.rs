@@ -21,10 +21,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use ractor::rpc::CallResult;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use self::metrics::Metrics;
@@ -67,10 +67,34 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
     // would hold connections forever.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(server.header_read_timeout_secs));
     builder.http2().timer(TokioTimer::new());
-    // Connections beyond the bound wait in the kernel's accept backlog until one closes.
-    let connections = Arc::new(Semaphore::new(server.max_connections));
-    let graceful = GracefulShutdown::new();
     let grace = Duration::from_secs(server.shutdown_grace_secs);
+    accept_loop(listener, server.max_connections, grace, shutdown, move |io| {
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(dispatch(&state, request).await) }
+        });
+        builder.serve_connection(io, service).into_owned()
+    })
+    .await;
+}
+
+/// Accepts connections until `shutdown` resolves, serving each with the connection `connect`
+/// makes; then stops accepting and gives open connections `grace` to finish. At most
+/// `max_connections` are served at once: more wait in the kernel's accept backlog until one closes.
+/// Shared by the daemon and `parley sandbox`.
+pub async fn accept_loop<C>(
+    listener: TcpListener,
+    max_connections: usize,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+    mut connect: impl FnMut(TokioIo<TcpStream>) -> C,
+) where
+    C: GracefulConnection + Send + 'static,
+    C::Error: Send,
+{
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -90,13 +114,7 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(dispatch(&state, request).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let watched = graceful.watch(connection);
+        let watched = graceful.watch(connect(TokioIo::new(stream)));
         tokio::spawn(async move {
             let _ = watched.await;
             drop(permit);

@@ -117,9 +117,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
         return unprocessable("platform_disabled", &format!("{platform} is not enabled on this server"));
     }
     let args = crate::app::channel_args(&state.config, platform);
-    if args.send.token.is_empty()
-        && !matches!(args.send.token_source, crate::actor::channel::TokenSource::Meta { ref user_access_token, .. } if !user_access_token.is_empty())
-    {
+    if !args.send.has_credentials() {
         return unprocessable(
             "sending_not_configured",
             &format!("{platform} has no access token configured; set it to send"),

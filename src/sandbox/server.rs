@@ -12,10 +12,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::core::{self, Delivery, Now, Sandbox};
 use super::receipts::ReceiptSender;
@@ -64,43 +62,15 @@ impl std::error::Error for DropConnection {}
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(READ_TIMEOUT);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the connection semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(message = "Accept failed.", error = %e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    crate::http::accept_loop(listener, MAX_CONNECTIONS, SHUTDOWN_GRACE, shutdown, move |io| {
         let shared = shared.clone();
         let service = hyper::service::service_fn(move |request| {
             let shared = shared.clone();
             async move { answer(&shared, request).await }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = watched.await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-    }
+        builder.serve_connection(io, service)
+    })
+    .await;
 }
 
 async fn answer(shared: &Shared, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, DropConnection> {
