@@ -667,8 +667,7 @@ impl Actor for ChannelActor {
         args: ChannelArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let send = &args.send;
-        let rate = ((f64::from(send.rate) * RATE_MARGIN).floor() as u32).max(1);
-        let limiter = TokenBucket::new(rate, send.period, 1);
+        let limiter = TokenBucket::paced(send.rate, send.period, RATE_MARGIN);
         let recipients =
             send.per_recipient.map(|(interval, burst)| KeyedBuckets::new(TokenBucket::new(1, interval, burst)));
         let client = outbound::client(Duration::from_secs(send.outbound.request_timeout_secs));
