@@ -5,7 +5,7 @@
 //! time" instead of a token count, which makes "when may the next send go?" a subtraction. With a
 //! burst of 1 it paces sends evenly, so no window of one period ever holds more than the rate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,85 @@ impl TokenBucket {
         if self.next_free.is_none_or(|t| t < tat) {
             self.next_free = Some(tat);
         }
+    }
+}
+
+/// Paces a channel's requests under a platform ceiling of `rate` per `period`, as measured where
+/// they arrive.
+///
+/// Two rules together. A token bucket spaces sends evenly just under the rate and lets a send that
+/// went somewhat late keep the schedule. And a log of the last `rate` send times holds
+/// a send back until the one `rate` sends earlier is more than `period · (1 + ARRIVAL_GUARD)` old,
+/// so no window of one period holds more than `rate` sends even when they reach the platform up
+/// to `period · ARRIVAL_GUARD` (less a 0.1% lateness credit) apart from when they left
+/// (scheduling on a busy host, the network): 11 ms for a per-second limit.
+/// The achieved rate is about `1 / (1 + ARRIVAL_GUARD)` of the ceiling.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    bucket: TokenBucket,
+    rate: usize,
+    window: Duration,
+    /// How much timer lateness a send held back by the window is forgiven (see `try_take`).
+    lateness_credit: Duration,
+    recent: VecDeque<Instant>,
+}
+
+/// How much later than it left a request may arrive, as a share of the period, without breaking the
+/// ceiling (see [`Pacer`]).
+pub const ARRIVAL_GUARD: f64 = 0.012;
+/// The even spacing aims just above what the window rule allows, so that the window rule, which
+/// does not lose time to late wake-ups, sets the pace.
+const SPACING_MARGIN: f64 = 0.995;
+
+impl Pacer {
+    /// A pacer for at most `rate` (≥ 1) requests per `period`.
+    pub fn new(rate: u32, period: Duration) -> Self {
+        // The window rule is the ceiling, so the spacing may forgive lateness generously: a whole
+        // interval, and at least 1% of the period (at high rates timers are late by intervals).
+        let spacing = TokenBucket::paced(rate, period, SPACING_MARGIN);
+        let bucket = TokenBucket { tolerance: spacing.interval.max(period / 100), ..spacing };
+        Pacer {
+            bucket,
+            rate: rate.max(1) as usize,
+            window: period.mul_f64(1.0 + ARRIVAL_GUARD),
+            lateness_credit: period / 1000,
+            recent: VecDeque::with_capacity(rate.max(1) as usize),
+        }
+    }
+
+    /// When the next request may go: `now` or later.
+    pub fn ready_at(&self, now: Instant) -> Instant {
+        let by_window = match self.recent.front() {
+            Some(oldest) if self.recent.len() == self.rate => (*oldest + self.window).max(now),
+            _ => now,
+        };
+        by_window.max(self.bucket.ready_at(now))
+    }
+
+    /// Takes a slot if one is free at `now`; `Err(when)` says when to try again.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Instant> {
+        let ready = self.ready_at(now);
+        if ready > now {
+            return Err(ready);
+        }
+        self.bucket.try_take(now)?;
+        // A send held back by the window goes when its slot opened, give or take the timer: the
+        // log keeps the slot's time (up to `lateness_credit` earlier than now) so that timer
+        // lateness does not add up, window after window, into a lower rate.
+        let mut sent_at = now;
+        if self.recent.len() == self.rate
+            && let Some(oldest) = self.recent.pop_front()
+        {
+            let slot = oldest + self.window;
+            sent_at = slot.clamp(now.checked_sub(self.lateness_credit).unwrap_or(now), now);
+        }
+        self.recent.push_back(sent_at);
+        Ok(())
+    }
+
+    /// Holds every request back until `until` (the platform said to back off).
+    pub fn pause_until(&mut self, until: Instant) {
+        self.bucket.pause_until(until);
     }
 }
 
@@ -177,7 +256,7 @@ mod tests {
                     Ok(()) => sends.push(now),
                     Err(when) => {
                         wake += 1;
-                        let late = if wake % 7 == 0 { 3 } else { 1 };
+                        let late = if wake.is_multiple_of(7) { 3 } else { 1 };
                         now = when + Duration::from_millis(late);
                     }
                 }
@@ -189,6 +268,55 @@ mod tests {
                 assert!(in_window <= rate as usize, "rate {rate}: {in_window} sends in one second");
             }
         }
+    }
+
+    /// Sends whenever the pacer allows, waking `late(n)` after each deadline, for `seconds`.
+    fn drive_pacer(rate: u32, seconds: u64, late: impl Fn(u32) -> Duration) -> Vec<Instant> {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(rate, Duration::from_secs(1));
+        let (mut sends, mut now, mut wake) = (Vec::new(), t0, 0u32);
+        while now < t0 + Duration::from_secs(seconds) {
+            match pacer.try_take(now) {
+                Ok(()) => sends.push(now),
+                Err(when) => {
+                    wake += 1;
+                    now = when + late(wake);
+                }
+            }
+        }
+        sends
+    }
+
+    /// The most sends any window of `span` holds.
+    fn busiest_window(sends: &[Instant], span: Duration) -> usize {
+        (0..sends.len()).map(|i| sends[i..].iter().take_while(|t| **t < sends[i] + span).count()).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn the_pacer_keeps_within_two_percent_below_the_ceiling_with_room_for_arrival_jitter() {
+        for rate in [1, 7, 40, 80, 200] {
+            for late_ms in [0, 1, 2] {
+                let sends = drive_pacer(rate, 30, |n| {
+                    Duration::from_millis(if n.is_multiple_of(5) { late_ms / 2 } else { late_ms })
+                });
+                let achieved = sends.len() as f64 / (30.0 * f64::from(rate));
+                assert!((0.98..=1.0).contains(&achieved), "rate {rate}, late {late_ms} ms: achieved {achieved:.4}");
+                // Requests that arrive up to the guard (less the lateness credit) apart from when
+                // they left still never put more than `rate` in one second.
+                let guard = Duration::from_secs(1).mul_f64(1.0 + ARRIVAL_GUARD) - Duration::from_millis(1);
+                assert!(busiest_window(&sends, guard) <= rate as usize, "rate {rate}, late {late_ms} ms");
+            }
+        }
+    }
+
+    #[test]
+    fn the_pacer_holds_back_after_a_pause() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(10, Duration::from_secs(1));
+        pacer.pause_until(t0 + Duration::from_secs(2));
+        assert_eq!(pacer.try_take(t0), Err(t0 + Duration::from_secs(2)));
+        assert_eq!(pacer.try_take(t0 + Duration::from_secs(2)), Ok(()));
+        assert!(pacer.try_take(t0 + Duration::from_secs(2)).is_err());
     }
 
     #[test]

@@ -22,13 +22,10 @@ use crate::config::OutboundConfig;
 use crate::model::{MessageError, Platform, Timestamp};
 use crate::outbound;
 use crate::platform::{self, ParseContext, SendContext, SendOutcome};
-use crate::ratelimit::{KeyedBuckets, TokenBucket, backoff};
+use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
 use crate::secret::Secret;
 use crate::store::{OutboxEntry, StoredToken};
 
-/// Configured rates are met from below: pacing at 99% keeps timer jitter from ever pushing one
-/// window of a period over the platform's ceiling.
-const RATE_MARGIN: f64 = 0.99;
 /// How often the outbox in the store is merged into the queue.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
 /// How soon a broken token is checked again.
@@ -110,7 +107,7 @@ pub struct ChannelState {
     broken: Option<String>,
     /// A token check or refresh is under way; sending waits for it after a rejection.
     refreshing: bool,
-    limiter: TokenBucket,
+    limiter: Pacer,
     recipients: Option<KeyedBuckets<String>>,
     queues: HashMap<String, VecDeque<Pending>>,
     /// Conversations with queued messages, in round-robin order.
@@ -667,7 +664,7 @@ impl Actor for ChannelActor {
         args: ChannelArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let send = &args.send;
-        let limiter = TokenBucket::paced(send.rate, send.period, RATE_MARGIN);
+        let limiter = Pacer::new(send.rate, send.period);
         let recipients =
             send.per_recipient.map(|(interval, burst)| KeyedBuckets::new(TokenBucket::new(1, interval, burst)));
         let client = outbound::client(Duration::from_secs(send.outbound.request_timeout_secs));

@@ -27,6 +27,12 @@ fn webhook_reply(reply: WebhookReply, outcome: WebhookOutcome) -> PendingReply {
     })
 }
 
+/// While a flush runs, webhooks gather into groups of this many, each stored in one write as soon
+/// as it is full, so that storing the next group overlaps the flush instead of following it. The
+/// rest are stored when the flush ends. (Each write rolls sled's log buffer, so groups of one
+/// would cost one log write each.)
+const STORE_WHILE_FLUSHING: usize = 16;
+
 /// Mutable state of the conversation actor.
 pub struct ConversationState {
     store: Store,
@@ -151,7 +157,7 @@ impl Actor for ConversationActor {
             ConversationMsg::Ingest { platform, events, received_at, reply } => {
                 // While a flush runs, webhooks gather; they are stored as one group when it ends.
                 state.buffered.push((platform, events, received_at, reply));
-                if !state.flushing {
+                if !state.flushing || state.buffered.len() >= STORE_WHILE_FLUSHING {
                     state.store_buffered(&myself)?;
                 }
             }

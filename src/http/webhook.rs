@@ -108,7 +108,7 @@ pub async fn receive(state: &HttpState, platform: Platform, request: Request<Inc
         WebhookOutcome::Stored(o) => {
             state.metrics.webhook(platform, WebhookResult::Stored);
             state.metrics.events(platform, o.stored, o.duplicates);
-            tracing::info!(message = "Webhook stored.", %platform, %delivery_id, events = o.stored, duplicates = o.duplicates);
+            tracing::debug!(message = "Webhook stored.", %platform, %delivery_id, events = o.stored, duplicates = o.duplicates);
             serde_json::json!({ "status": "stored", "events": o.stored, "duplicates": o.duplicates })
         }
         WebhookOutcome::Quarantined => {

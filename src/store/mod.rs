@@ -5,34 +5,28 @@
 //! actor batches flushes (group commit) and answers a webhook only after the flush that covers it.
 
 pub mod keys;
+mod keyspace;
 mod outbox;
 mod writer;
 
-use writer::{TreeId, Writer};
+use keyspace::{Keyspace, TreeId};
+use writer::Writer;
 
 pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::model::{Conversation, Direction, EventKind, InboundEvent, Message, Platform, Status, Timestamp};
 
 /// The on-disk layout this code writes. Bump it with a migration when a key or record changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema 1 kept each table in a sled tree of its own; schema 2 keeps them in one tree (`data`),
+/// by key prefix (see `keyspace.rs`), and `open` migrates a schema-1 store.
+pub const SCHEMA_VERSION: u32 = 2;
 
-const TREE_CONVERSATIONS: &str = "conversations";
-const TREE_MESSAGES: &str = "messages";
-const TREE_TIMELINE: &str = "timeline";
-const TREE_PLATFORM_IDS: &str = "platform_ids";
-const TREE_EVENTS: &str = "events";
-const TREE_ACTIVITY: &str = "activity";
-const TREE_PLATFORM_ACTIVITY: &str = "platform_activity";
+const TREE_DATA: &str = "data";
 const TREE_QUARANTINE: &str = "quarantine";
-const TREE_OUTBOX: &str = "outbox";
-const TREE_PENDING_RECEIPTS: &str = "pending_receipts";
-const TREE_WATERMARKS: &str = "watermarks";
 const TREE_TOKENS: &str = "tokens";
 /// How many of a conversation's newest messages a watermark receipt looks at.
 const WATERMARK_SCAN: usize = 500;
@@ -53,15 +47,6 @@ pub enum StoreError {
     Io(#[from] sled::Error),
     #[error("a stored record does not decode: {0}")]
     Corrupt(String),
-}
-
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Io(e),
-        }
-    }
 }
 
 /// The result of storing one webhook's events.
@@ -112,21 +97,24 @@ pub struct StoreCounts {
     pub quarantined: usize,
 }
 
-/// The opened database and its trees. Cheap to clone (sled handles are reference counted).
+/// The opened database, its shared tree and the tables in it. Cheap to clone (sled handles are
+/// reference counted).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    conversations: sled::Tree,
-    messages: sled::Tree,
-    timeline: sled::Tree,
-    platform_ids: sled::Tree,
-    events: sled::Tree,
-    activity: sled::Tree,
-    platform_activity: sled::Tree,
+    /// The tree every table below lives in; batches are applied to it.
+    data: sled::Tree,
+    conversations: Keyspace,
+    messages: Keyspace,
+    timeline: Keyspace,
+    platform_ids: Keyspace,
+    events: Keyspace,
+    activity: Keyspace,
+    platform_activity: Keyspace,
+    outbox: Keyspace,
+    pending_receipts: Keyspace,
+    watermarks: Keyspace,
     quarantine: sled::Tree,
-    outbox: sled::Tree,
-    pending_receipts: sled::Tree,
-    watermarks: sled::Tree,
     tokens: sled::Tree,
 }
 
@@ -136,17 +124,15 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
+            .mode(sled::Mode::HighThroughput)
             // A background safety net only: webhooks are answered after our own flush.
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let meta = db.open_tree(TREE_META)?;
+        let data = db.open_tree(TREE_DATA)?;
         match meta.get(KEY_SCHEMA_VERSION)? {
-            None => {
-                meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
-            }
+            None => {}
             Some(found) => {
                 let found = <[u8; 4]>::try_from(found.as_ref())
                     .map(u32::from_be_bytes)
@@ -154,21 +140,30 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::SchemaTooNew { found });
                 }
+                if found == 1 {
+                    migrate_from_separate_trees(&db, &data)?;
+                }
             }
         }
+        if meta.get(KEY_SCHEMA_VERSION)?.as_deref() != Some(&SCHEMA_VERSION.to_be_bytes()[..]) {
+            meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+        }
+        let table = |id| Keyspace::new(data.clone(), id);
         Ok(Store {
-            conversations: db.open_tree(TREE_CONVERSATIONS)?,
-            messages: db.open_tree(TREE_MESSAGES)?,
-            timeline: db.open_tree(TREE_TIMELINE)?,
-            platform_ids: db.open_tree(TREE_PLATFORM_IDS)?,
-            events: db.open_tree(TREE_EVENTS)?,
-            activity: db.open_tree(TREE_ACTIVITY)?,
-            platform_activity: db.open_tree(TREE_PLATFORM_ACTIVITY)?,
+            conversations: table(TreeId::Conversations),
+            messages: table(TreeId::Messages),
+            timeline: table(TreeId::Timeline),
+            platform_ids: table(TreeId::PlatformIds),
+            events: table(TreeId::Events),
+            activity: table(TreeId::Activity),
+            platform_activity: table(TreeId::PlatformActivity),
+            outbox: table(TreeId::Outbox),
+            pending_receipts: table(TreeId::PendingReceipts),
+            watermarks: table(TreeId::Watermarks),
             quarantine: db.open_tree(TREE_QUARANTINE)?,
-            outbox: db.open_tree(TREE_OUTBOX)?,
-            pending_receipts: db.open_tree(TREE_PENDING_RECEIPTS)?,
-            watermarks: db.open_tree(TREE_WATERMARKS)?,
             tokens: db.open_tree(TREE_TOKENS)?,
+            data,
             db,
         })
     }
@@ -358,7 +353,7 @@ impl Store {
     fn recent_message_ids(&self, conversation_id: &str) -> Result<Vec<String>, StoreError> {
         let prefix = keys::timeline_prefix(conversation_id);
         self.timeline
-            .scan_prefix(prefix)
+            .scan_prefix(&prefix)
             .rev()
             .take(WATERMARK_SCAN)
             .map(|entry| {
@@ -513,8 +508,47 @@ fn save_conversation(
     writer.insert(TreeId::Conversations, after.id.as_bytes(), after)
 }
 
-fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
-    ConflictableTransactionError::Abort(e)
+/// Schema 1 → 2: copies each table's sled tree into the shared tree under its prefix, makes that
+/// durable, then drops the old trees. Safe to interrupt: until the schema version is rewritten,
+/// the next start copies again (the same keys and values), and trees are dropped only after the
+/// copy is durable.
+fn migrate_from_separate_trees(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
+    let existing = db.tree_names();
+    let mut moved = 0usize;
+    for (id, name) in TreeId::ALL {
+        if !existing.iter().any(|n| n.as_ref() == name.as_bytes()) {
+            continue;
+        }
+        let old = db.open_tree(name)?;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0usize;
+        for entry in old.iter() {
+            let (key, value) = entry?;
+            batch.insert(id.key(&key), value);
+            in_batch += 1;
+            if in_batch == 10_000 {
+                data.apply_batch(std::mem::take(&mut batch))?;
+                moved += in_batch;
+                in_batch = 0;
+            }
+        }
+        data.apply_batch(batch)?;
+        moved += in_batch;
+    }
+    db.flush()?;
+    for (_, name) in TreeId::ALL {
+        if existing.iter().any(|n| n.as_ref() == name.as_bytes()) {
+            db.drop_tree(name)?;
+        }
+    }
+    db.flush()?;
+    tracing::info!(
+        message = "Store migrated to one shared tree.",
+        from_schema = 1,
+        to_schema = SCHEMA_VERSION,
+        records = moved
+    );
+    Ok(())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

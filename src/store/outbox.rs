@@ -3,10 +3,10 @@
 //! channels refreshed.
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
-use super::writer::{TreeId, Writer};
-use super::{Store, StoreError, abort, decode, encode, keys};
+use super::keyspace::TreeId;
+use super::writer::Writer;
+use super::{Store, StoreError, decode, encode, keys};
 use crate::model::{
     Attachment, ContentKind, Conversation, Direction, Message, MessageError, OutboundMessage, Platform, ReceiptKind,
     Status, Template, Timestamp,
@@ -172,12 +172,12 @@ impl Store {
 
     /// A platform's outbox, oldest first.
     pub fn outbox_entries(&self, platform: Platform) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.outbox.scan_prefix([platform.tag()]).values().map(|v| decode(&v?)).collect()
+        self.outbox.scan_prefix(&[platform.tag()]).map(|entry| decode(&entry?.1)).collect()
     }
 
     /// Messages waiting in a platform's outbox.
     pub fn outbox_len(&self, platform: Platform) -> usize {
-        self.outbox.scan_prefix([platform.tag()]).count()
+        self.outbox.scan_prefix(&[platform.tag()]).count()
     }
 
     /// Marks a message as being sent (queued → sending).
@@ -194,57 +194,53 @@ impl Store {
         dispatched_at: Timestamp,
     ) -> Result<Option<StatusChange>, StoreError> {
         let index_key = keys::platform_message_key(entry.platform, platform_message_id);
-        let pending_key = index_key.clone();
         let watermarks = self.watermarks(&entry.conversation_id)?;
-        let trees = (&self.messages, &self.platform_ids, &self.outbox, &self.pending_receipts);
-        let change = trees.transaction(|(messages, platform_ids, outbox, pending)| {
-            let Some(bytes) = messages.get(entry.message.id.as_bytes())? else {
-                outbox.remove(outbox_key(entry.platform, entry.seq))?;
-                return Ok(None);
-            };
-            let mut message: Message = decode(&bytes).map_err(abort)?;
-            let before = message.clone();
-            // A platform that accepted a message without naming it (LinkedIn, rarely) leaves it
-            // unindexed: an empty id must not collide with the next one.
-            let known_id = !platform_message_id.is_empty();
-            message.platform_message_id = known_id.then(|| platform_message_id.to_owned());
-            message.dispatched_at = Some(dispatched_at);
-            advance(&mut message, Status::Sent, None);
-            if let Some(bytes) = pending.remove(pending_key.as_slice())? {
-                let receipts: Vec<PendingReceipt> = decode(&bytes).map_err(abort)?;
-                for receipt in receipts {
-                    advance(&mut message, receipt.kind.status(), receipt.error);
-                }
+        let mut writer = Writer::new(self);
+        writer.remove(TreeId::Outbox, outbox_key(entry.platform, entry.seq));
+        let Some(mut message) = writer.get::<Message>(TreeId::Messages, entry.message.id.as_bytes())? else {
+            writer.commit()?;
+            return Ok(None);
+        };
+        let before = message.clone();
+        // A platform that accepted a message without naming it (LinkedIn, rarely) leaves it
+        // unindexed: an empty id must not collide with the next one.
+        let known_id = !platform_message_id.is_empty();
+        message.platform_message_id = known_id.then(|| platform_message_id.to_owned());
+        message.dispatched_at = Some(dispatched_at);
+        advance(&mut message, Status::Sent, None);
+        if let Some(receipts) = writer.get::<Vec<PendingReceipt>>(TreeId::PendingReceipts, &index_key)? {
+            writer.remove(TreeId::PendingReceipts, index_key.clone());
+            for receipt in receipts {
+                advance(&mut message, receipt.kind.status(), receipt.error);
             }
-            if watermarks.delivered.is_some_and(|w| dispatched_at <= w) {
-                advance(&mut message, Status::Delivered, None);
-            }
-            if watermarks.read.is_some_and(|w| dispatched_at <= w) {
-                advance(&mut message, Status::Read, None);
-            }
-            messages.insert(message.id.as_bytes(), encode(&message).map_err(abort)?)?;
-            if known_id {
-                platform_ids.insert(index_key.as_slice(), message.id.as_bytes())?;
-            }
-            outbox.remove(outbox_key(entry.platform, entry.seq))?;
-            let changed = message != before;
-            Ok(Some(StatusChange { message, changed }))
-        })?;
-        Ok(change)
+        }
+        if watermarks.delivered.is_some_and(|w| dispatched_at <= w) {
+            advance(&mut message, Status::Delivered, None);
+        }
+        if watermarks.read.is_some_and(|w| dispatched_at <= w) {
+            advance(&mut message, Status::Read, None);
+        }
+        writer.insert(TreeId::Messages, message.id.as_bytes(), &message)?;
+        if known_id {
+            writer.insert_raw(TreeId::PlatformIds, index_key, message.id.as_bytes());
+        }
+        writer.commit()?;
+        let changed = message != before;
+        Ok(Some(StatusChange { message, changed }))
     }
 
     /// Records a final failure and takes the message out of the outbox.
     pub fn mark_failed(&self, entry: &OutboxEntry, error: MessageError) -> Result<Option<StatusChange>, StoreError> {
-        let trees = (&self.messages, &self.outbox);
-        let change = trees.transaction(|(messages, outbox)| {
-            outbox.remove(outbox_key(entry.platform, entry.seq))?;
-            let Some(bytes) = messages.get(entry.message.id.as_bytes())? else { return Ok(None) };
-            let mut message: Message = decode(&bytes).map_err(abort)?;
-            let changed = advance(&mut message, Status::Failed, Some(error.clone()));
-            messages.insert(message.id.as_bytes(), encode(&message).map_err(abort)?)?;
-            Ok(Some(StatusChange { message, changed }))
-        })?;
-        Ok(change)
+        let mut writer = Writer::new(self);
+        writer.remove(TreeId::Outbox, outbox_key(entry.platform, entry.seq));
+        let Some(mut message) = writer.get::<Message>(TreeId::Messages, entry.message.id.as_bytes())? else {
+            writer.commit()?;
+            return Ok(None);
+        };
+        let changed = advance(&mut message, Status::Failed, Some(error));
+        writer.insert(TreeId::Messages, message.id.as_bytes(), &message)?;
+        writer.commit()?;
+        Ok(Some(StatusChange { message, changed }))
     }
 
     /// The token a channel stored last, if any.

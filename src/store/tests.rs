@@ -156,6 +156,52 @@ fn a_store_from_a_newer_schema_is_refused() {
     assert!(matches!(reopen(&path), Err(StoreError::SchemaTooNew { .. })));
 }
 
+#[test]
+fn a_schema_1_store_with_one_tree_per_table_is_migrated_on_open() {
+    // Build the records with this code, then lay them out as schema 1 did: one sled tree per
+    // table, keys without the prefix.
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = Store::open(&source_dir.path().join("db"), 8 << 20).unwrap();
+    for i in 0..30 {
+        let contact = format!("user-{}", i % 3);
+        source
+            .ingest(
+                &[text_event(&contact, &format!("m_{i}"), 1_000 + i, &format!("text {i}"))],
+                Timestamp::from_millis(5_000),
+            )
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let db = sled::open(&path).unwrap();
+        for entry in source.data.iter() {
+            let (key, value) = entry.unwrap();
+            let (_, name) = TreeId::ALL.iter().find(|(id, _)| id.prefix() == key[0]).unwrap();
+            db.open_tree(name).unwrap().insert(&key[1..], value).unwrap();
+        }
+        db.open_tree(TREE_META).unwrap().insert(KEY_SCHEMA_VERSION, &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = reopen(&path).unwrap();
+    assert_eq!(store.counts(), source.counts());
+    assert_eq!(store.conversations_page(None, 10, None).unwrap(), source.conversations_page(None, 10, None).unwrap());
+    let conversation = &store.conversations_page(Some(Platform::Facebook), 1, None).unwrap().items[0];
+    assert_eq!(store.messages_page(&conversation.id, 50, None).unwrap().items.len(), 10);
+    assert_eq!(
+        store.message_by_platform_id(Platform::Facebook, "m_7").unwrap().unwrap().text.as_deref(),
+        Some("text 7")
+    );
+    // A redelivery after the migration is still recognised.
+    let again = store.ingest(&[text_event("user-1", "m_7", 1_007, "text 7")], Timestamp::from_millis(6_000)).unwrap();
+    assert_eq!(again.duplicates, 1);
+    let names = store.db.tree_names();
+    assert!(!names.iter().any(|n| n.as_ref() == b"messages"), "old trees are dropped");
+    drop(store);
+    let store = reopen(&path).unwrap();
+    assert_eq!(store.counts(), source.counts(), "a second open does not migrate again");
+}
+
 mod outbound {
     use super::*;
     use crate::model::{MessageError, Receipt, ReceiptKind};

@@ -1,36 +1,19 @@
-//! A write batch over several trees: reads see the batch's own writes, and the whole batch is
-//! committed in one sled transaction.
+//! A write batch over several tables: reads see the batch's own writes, and the whole batch is
+//! applied as one atomic `apply_batch` on the shared tree (see `keyspace.rs`).
 //!
-//! Why not write inside a sled transaction directly: in sled 0.34 every atomic batch (a
-//! transaction or `apply_batch`) rolls and writes out the log's I/O buffer (`pin_log`), so one
-//! transaction per webhook costs two synced writes per webhook and defeats group commit. The
-//! conversation actor is the only writer, so reading the trees outside a transaction is
-//! consistent, and one transaction per *group* of webhooks keeps each webhook atomic and the I/O
-//! per group.
+//! Why gather writes instead of writing at once: in sled 0.34 every atomic batch rolls and writes
+//! out the log's I/O buffer (`pin_log`), so one batch per webhook would cost a log write per
+//! webhook and defeat group commit. The conversation actor is the only writer, so reading the
+//! tables while the batch is being built is consistent, and one batch per *group* of webhooks
+//! keeps each webhook atomic and the I/O per group.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sled::Transactional;
-use sled::transaction::TransactionError;
 
+use super::keyspace::{Keyspace, TreeId};
 use super::{Store, StoreError, decode, encode};
-
-/// The trees a batch can write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) enum TreeId {
-    Conversations,
-    Messages,
-    Timeline,
-    PlatformIds,
-    Events,
-    Activity,
-    PlatformActivity,
-    PendingReceipts,
-    Watermarks,
-    Outbox,
-}
 
 /// One tree's pending writes: `None` removes the key.
 type TreeWrites = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -46,7 +29,7 @@ impl<'s> Writer<'s> {
         Writer { store, writes: HashMap::new() }
     }
 
-    fn tree(&self, id: TreeId) -> &'s sled::Tree {
+    fn tree(&self, id: TreeId) -> &'s Keyspace {
         tree_of(self.store, id)
     }
 
@@ -90,39 +73,27 @@ impl<'s> Writer<'s> {
         self.writes.entry(id).or_default().insert(key.into(), None);
     }
 
-    /// Applies every write atomically, in one transaction across the trees touched.
+    /// Applies every write atomically, in one batch on the shared tree.
     pub(super) fn commit(self) -> Result<(), StoreError> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let store = self.store;
-        let mut batches: Vec<(TreeId, TreeWrites)> = self.writes.into_iter().collect();
-        batches.sort_by_key(|(id, _)| *id);
-        let trees: Vec<sled::Tree> = batches.iter().map(|(id, _)| tree_of(store, *id).clone()).collect();
-        let result: Result<(), TransactionError<()>> = trees.as_slice().transaction(|views| {
-            for (view, (_, writes)) in views.iter().zip(&batches) {
-                for (key, value) in writes {
-                    match value {
-                        Some(value) => {
-                            view.insert(key.as_slice(), value.as_slice())?;
-                        }
-                        None => {
-                            view.remove(key.as_slice())?;
-                        }
-                    }
+        let mut batch = sled::Batch::default();
+        for (id, writes) in self.writes {
+            for (key, value) in writes {
+                let key = id.key(&key);
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
                 }
             }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Io(e)),
-            Err(TransactionError::Abort(())) => Err(StoreError::Corrupt("a write batch aborted".into())),
         }
+        self.store.data.apply_batch(batch)?;
+        Ok(())
     }
 }
 
-fn tree_of(store: &Store, id: TreeId) -> &sled::Tree {
+fn tree_of(store: &Store, id: TreeId) -> &Keyspace {
     match id {
         TreeId::Conversations => &store.conversations,
         TreeId::Messages => &store.messages,
