@@ -51,8 +51,9 @@ const LIFTED_RATE: u32 = 1_000_000;
 const SHIPPED_IN_FLIGHT: u32 = 8;
 /// Messenger PSIDs the accuracy phase writes to.
 const ACCURACY_PSIDS: usize = 50;
-/// The channels pace at this fraction of the configured rate (README, Configuration).
-const PACING_MARGIN: f64 = 0.99;
+/// About the fraction of the configured rate the channels pace at: `1 / (1 + ARRIVAL_GUARD)`
+/// (`src/ratelimit.rs`, README Configuration).
+const PACING_MARGIN: f64 = 0.988;
 /// How often the daemon's send counters are read while waiting.
 const METRICS_POLL: Duration = Duration::from_millis(20);
 /// How often the sandbox journal is read while waiting (it keeps only the last 50,000 requests).

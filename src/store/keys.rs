@@ -50,17 +50,13 @@ pub fn timeline_prefix(conversation_id: &str) -> Vec<u8> {
     key
 }
 
-/// `activity` key: time of the latest activity, then conversation id (the conversation list).
-pub fn activity_key(updated_at: Timestamp, conversation_id: &str) -> Vec<u8> {
-    let mut key = time_bytes(updated_at).to_vec();
+/// `activity` key: platform tag, time of the latest activity, conversation id: each platform's
+/// conversation list, newest last; the unfiltered list merges the four.
+pub fn activity_key(platform: Platform, updated_at: Timestamp, conversation_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 8 + conversation_id.len());
+    key.push(platform.tag());
+    key.extend_from_slice(&time_bytes(updated_at));
     key.extend_from_slice(conversation_id.as_bytes());
-    key
-}
-
-/// `platform_activity` key: the same, under a platform tag (the list filtered by platform).
-pub fn platform_activity_key(platform: Platform, updated_at: Timestamp, conversation_id: &str) -> Vec<u8> {
-    let mut key = vec![platform.tag()];
-    key.extend_from_slice(&activity_key(updated_at, conversation_id));
     key
 }
 

@@ -20,7 +20,7 @@ pub(super) enum TreeId {
     PlatformIds = 4,
     Events = 5,
     Activity = 6,
-    PlatformActivity = 7,
+    // 7 is unused.
     PendingReceipts = 8,
     Watermarks = 9,
     Outbox = 10,
@@ -28,14 +28,14 @@ pub(super) enum TreeId {
 
 impl TreeId {
     /// Every table, with the name of the sled tree it had in schema 1 (for the migration).
-    pub(super) const ALL: [(TreeId, &'static str); 10] = [
+    pub(super) const ALL: [(TreeId, &'static str); 9] = [
         (TreeId::Conversations, "conversations"),
         (TreeId::Messages, "messages"),
         (TreeId::Timeline, "timeline"),
         (TreeId::PlatformIds, "platform_ids"),
         (TreeId::Events, "events"),
-        (TreeId::Activity, "activity"),
-        (TreeId::PlatformActivity, "platform_activity"),
+        // Schema 1's per-platform list has exactly the keys `activity` has now.
+        (TreeId::Activity, "platform_activity"),
         (TreeId::PendingReceipts, "pending_receipts"),
         (TreeId::Watermarks, "watermarks"),
         (TreeId::Outbox, "outbox"),

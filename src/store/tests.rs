@@ -108,6 +108,40 @@ fn conversations_page_newest_first_with_a_cursor_and_platform_filter() {
 }
 
 #[test]
+fn the_unfiltered_list_merges_every_platform_newest_first_across_pages() {
+    let (_dir, store) = temp_store();
+    // Twelve conversations on four platforms, interleaved in time; two share a timestamp.
+    let platforms = [Platform::Whatsapp, Platform::Facebook, Platform::Linkedin, Platform::Viber];
+    for i in 0..12i64 {
+        let at = if i == 7 { 1_006 } else { 1_000 + i };
+        let event = InboundEvent {
+            platform: platforms[i as usize % 4],
+            ..text_event(&format!("user-{i:02}"), &format!("m_{i}"), at, "hi")
+        };
+        store.ingest(&[event], Timestamp::from_millis(9)).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.conversations_page(None, 5, cursor).unwrap();
+        seen.extend(page.items.iter().map(|c| (c.updated_at.as_millis(), c.id.clone(), c.platform)));
+        match page.next {
+            Some(next) => cursor = Some(keys::decode_cursor(&next).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 12, "every conversation once");
+    let mut expected = seen.clone();
+    expected.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    assert_eq!(seen, expected, "newest first, ties by id, across platforms and pages");
+    for platform in platforms {
+        let only = store.conversations_page(Some(platform), 50, None).unwrap();
+        assert_eq!(only.items.len(), 3);
+        assert!(only.items.iter().all(|c| c.platform == platform));
+    }
+}
+
+#[test]
 fn receipts_are_kept_as_events_without_creating_conversations() {
     let (_dir, store) = temp_store();
     let receipt = InboundEvent {
@@ -180,6 +214,8 @@ fn a_schema_1_store_with_one_tree_per_table_is_migrated_on_open() {
             let (_, name) = TreeId::ALL.iter().find(|(id, _)| id.prefix() == key[0]).unwrap();
             db.open_tree(name).unwrap().insert(&key[1..], value).unwrap();
         }
+        // Schema 1 also listed every platform's conversations together.
+        db.open_tree("activity").unwrap().insert(b"\x00\x00\x00\x00\x00\x00\x03\xe8c1", b"").unwrap();
         db.open_tree(TREE_META).unwrap().insert(KEY_SCHEMA_VERSION, &1u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -196,7 +232,9 @@ fn a_schema_1_store_with_one_tree_per_table_is_migrated_on_open() {
     let again = store.ingest(&[text_event("user-1", "m_7", 1_007, "text 7")], Timestamp::from_millis(6_000)).unwrap();
     assert_eq!(again.duplicates, 1);
     let names = store.db.tree_names();
-    assert!(!names.iter().any(|n| n.as_ref() == b"messages"), "old trees are dropped");
+    for old in ["messages", "activity", "platform_activity"] {
+        assert!(!names.iter().any(|n| n.as_ref() == old.as_bytes()), "the old tree {old} is dropped");
+    }
     drop(store);
     let store = reopen(&path).unwrap();
     assert_eq!(store.counts(), source.counts(), "a second open does not migrate again");

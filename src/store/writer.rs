@@ -101,7 +101,6 @@ fn tree_of(store: &Store, id: TreeId) -> &Keyspace {
         TreeId::PlatformIds => &store.platform_ids,
         TreeId::Events => &store.events,
         TreeId::Activity => &store.activity,
-        TreeId::PlatformActivity => &store.platform_activity,
         TreeId::PendingReceipts => &store.pending_receipts,
         TreeId::Watermarks => &store.watermarks,
         TreeId::Outbox => &store.outbox,
