@@ -15,6 +15,9 @@
 //! (current-thread runtime) so it uses about one core; the bare server gets its own OS thread
 //! with its own one-thread runtime. Bodies are built and signed before the timed window.
 
+mod common;
+use common::{client_runtime, cpu_seconds, flag_pairs, number, percentile, positive};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -47,8 +50,6 @@ const CLOSED_SEQ_BASE: u64 = 1_000_000_000;
 const OPEN_SEQ_BASE: u64 = 2_000_000_000;
 /// An open loop that falls this far behind its schedule stops rather than running for ever.
 const OPEN_LOOP_GRACE: Duration = Duration::from_secs(10);
-/// The kernel's clock tick for /proc/<pid>/stat CPU times (USER_HZ is 100 on Linux).
-const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 fn main() {
     let options = match Options::parse(std::env::args().skip(1)) {
@@ -58,13 +59,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // One thread for the whole load generator: the machine is small and the client must not
-    // steal more than its share from the servers it measures.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread tokio runtime can always be built");
-    runtime.block_on(run(options));
+    client_runtime().block_on(run(options));
 }
 
 const USAGE: &str = "usage: cargo bench --bench ingest -- [--concurrency N] [--duration SECS] [--warmup SECS] \
@@ -113,31 +108,22 @@ impl Options {
             closed: true,
             open: true,
         };
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-                None => (arg.clone(), None),
-            };
-            if flag == "--bench" {
-                continue;
-            }
-            let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
+        for (flag, value) in flag_pairs(args)? {
             match flag.as_str() {
-                "--concurrency" => options.concurrency = positive(&flag, &value()?)?,
-                "--duration" => options.duration = Duration::from_secs(positive(&flag, &value()?)? as u64),
-                "--warmup" => options.warmup = Duration::from_secs(number(&flag, &value()?)? as u64),
-                "--rate" => options.rate = positive(&flag, &value()?)? as u64,
-                "--connections" => options.connections = positive(&flag, &value()?)?,
+                "--concurrency" => options.concurrency = positive(&flag, &value)?,
+                "--duration" => options.duration = Duration::from_secs(positive(&flag, &value)? as u64),
+                "--warmup" => options.warmup = Duration::from_secs(number(&flag, &value)? as u64),
+                "--rate" => options.rate = positive(&flag, &value)? as u64,
+                "--connections" => options.connections = positive(&flag, &value)?,
                 "--only" => {
-                    options.only = Some(match value()?.as_str() {
+                    options.only = Some(match value.as_str() {
                         "parley" => Target::Parley,
                         "bare" => Target::Bare,
                         other => return Err(format!("--only takes parley or bare, not `{other}`")),
                     })
                 }
                 "--mode" => {
-                    (options.closed, options.open) = match value()?.as_str() {
+                    (options.closed, options.open) = match value.as_str() {
                         "closed" => (true, false),
                         "open" => (false, true),
                         "both" => (true, true),
@@ -152,17 +138,6 @@ impl Options {
 
     fn runs(&self, target: Target) -> bool {
         self.only.is_none_or(|only| only == target)
-    }
-}
-
-fn number(flag: &str, value: &str) -> Result<usize, String> {
-    value.parse().map_err(|_| format!("{flag} takes a whole number, not `{value}`"))
-}
-
-fn positive(flag: &str, value: &str) -> Result<usize, String> {
-    match number(flag, value)? {
-        0 => Err(format!("{flag} must be above 0")),
-        n => Ok(n),
     }
 }
 
@@ -599,15 +574,6 @@ async fn open_loop(
     stats
 }
 
-/// The value at quantile `q` of a sorted vector (nearest rank).
-fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 fn ms(nanos: Option<u64>) -> String {
     match nanos {
         Some(n) => format!("{:.2} ms", n as f64 / 1e6),
@@ -693,18 +659,6 @@ impl CpuClock {
         };
         format!("{own}{daemon} (averaged over warm-up + window)")
     }
-}
-
-/// User + system CPU seconds of a process (`self` or a pid), or None off Linux.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are space-separated. utime and stime
-    // are fields 14 and 15, i.e. the 12th and 13th after the closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / CLOCK_TICKS_PER_SEC)
 }
 
 // ---------------------------------------------------------------------------------------------

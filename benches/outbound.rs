@@ -29,6 +29,9 @@
 //! The client runs on one tokio thread in this process. Exit 0 when everything ran and every limit
 //! held; 1 on an unexpected answer, a process that would not start, or a limit exceeded.
 
+mod common;
+use common::{client_runtime, cpu_seconds, flag_pairs, percentile, positive};
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -62,8 +65,6 @@ const JOURNAL_POLL: Duration = Duration::from_millis(500);
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 /// Log lines kept per process for error reports (the rest are counted only).
 const LOG_LINES_KEPT: usize = 200;
-/// The kernel's clock tick for /proc/<pid>/stat CPU times (USER_HZ is 100 on Linux).
-const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 type BenchResult<T> = Result<T, String>;
 
@@ -75,12 +76,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // One thread for the client: the machine is small and the daemon and sandbox need the cores.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread tokio runtime can always be built");
-    match runtime.block_on(run(options)) {
+    match client_runtime().block_on(run(options)) {
         Ok(true) => {}
         Ok(false) => {
             eprintln!("\noutbound bench: a configured limit was not respected (see above)");
@@ -129,43 +125,26 @@ impl Options {
             facebook_rate: 40,
             whatsapp_rate: 80,
         };
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-                None => (arg.clone(), None),
-            };
-            if flag == "--bench" {
-                continue;
-            }
-            let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
+        for (flag, value) in flag_pairs(args)? {
             match flag.as_str() {
                 "--only" => {
-                    (options.throughput, options.accuracy) = match value()?.as_str() {
+                    (options.throughput, options.accuracy) = match value.as_str() {
                         "throughput" => (true, false),
                         "accuracy" => (false, true),
                         other => return Err(format!("--only takes throughput or accuracy, not `{other}`")),
                     }
                 }
-                "--count" => options.count = positive(&flag, &value()?)?,
-                "--conversations" => options.conversations = positive(&flag, &value()?)?,
-                "--concurrency" => options.concurrency = positive(&flag, &value()?)?,
-                "--in-flight" => options.in_flight = small(&flag, positive(&flag, &value()?)?)?,
-                "--seconds" => options.seconds = small(&flag, positive(&flag, &value()?)?)?,
-                "--facebook-rate" => options.facebook_rate = small(&flag, positive(&flag, &value()?)?)?,
-                "--whatsapp-rate" => options.whatsapp_rate = small(&flag, positive(&flag, &value()?)?)?,
+                "--count" => options.count = positive(&flag, &value)?,
+                "--conversations" => options.conversations = positive(&flag, &value)?,
+                "--concurrency" => options.concurrency = positive(&flag, &value)?,
+                "--in-flight" => options.in_flight = small(&flag, positive(&flag, &value)?)?,
+                "--seconds" => options.seconds = small(&flag, positive(&flag, &value)?)?,
+                "--facebook-rate" => options.facebook_rate = small(&flag, positive(&flag, &value)?)?,
+                "--whatsapp-rate" => options.whatsapp_rate = small(&flag, positive(&flag, &value)?)?,
                 other => return Err(format!("unknown option `{other}`")),
             }
         }
         Ok(options)
-    }
-}
-
-fn positive(flag: &str, value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(0) => Err(format!("{flag} must be above 0")),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{flag} takes a whole number, not `{value}`")),
     }
 }
 
@@ -944,15 +923,6 @@ fn sort(values: &mut [f64]) {
     values.sort_by(f64::total_cmp);
 }
 
-/// The value at quantile `q` of a sorted slice (nearest rank).
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 fn ms(value: Option<f64>) -> String {
     match value {
         Some(v) => format!("{v:.1} ms"),
@@ -993,17 +963,6 @@ impl CpuClock {
             .collect();
         format!("{} (from the first API call until all were sent)", parts.join(", "))
     }
-}
-
-/// User + system CPU seconds of a process (`self` or a pid), or None off Linux.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; utime and stime are the 12th and 13th fields after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / CLOCK_TICKS_PER_SEC)
 }
 
 // ---------------------------------------------------------------------------------------------

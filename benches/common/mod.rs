@@ -1,0 +1,67 @@
+//! Helpers both benchmarks use: option parsing, percentiles, CPU accounting from /proc.
+
+/// The kernel's clock tick for /proc/<pid>/stat CPU times (USER_HZ is 100 on Linux).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// A whole number option.
+pub fn number(flag: &str, value: &str) -> Result<usize, String> {
+    value.parse().map_err(|_| format!("{flag} takes a whole number, not `{value}`"))
+}
+
+/// A whole number option above 0.
+pub fn positive(flag: &str, value: &str) -> Result<usize, String> {
+    match number(flag, value)? {
+        0 => Err(format!("{flag} must be above 0")),
+        n => Ok(n),
+    }
+}
+
+/// The `q` quantile (nearest rank) of sorted values; None when there are none.
+pub fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// User + system CPU seconds of a process (`self` or a pid), or None off Linux.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated. utime and stime
+    // are fields 14 and 15, i.e. the 12th and 13th after the closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLOCK_TICKS_PER_SEC)
+}
+
+/// The load generator's runtime: one thread, so that on a small machine the client takes no more
+/// than its share from the servers it measures.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread tokio runtime can always be built")
+}
+
+/// Command-line options as `(flag, value)` pairs: `--flag value` or `--flag=value`; cargo's own
+/// `--bench` is skipped. Every option takes a value.
+pub fn flag_pairs(args: impl Iterator<Item = String>) -> Result<Vec<(String, String)>, String> {
+    let mut args = args.peekable();
+    let mut pairs = Vec::new();
+    while let Some(arg) = args.next() {
+        if arg == "--bench" {
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((flag, value)) => pairs.push((flag.to_owned(), value.to_owned())),
+            None => {
+                let value = args.next().ok_or(format!("{arg} needs a value"))?;
+                pairs.push((arg, value));
+            }
+        }
+    }
+    Ok(pairs)
+}
