@@ -55,18 +55,18 @@ impl TreeId {
 }
 
 /// One table: reads and single writes on its part of the shared tree, with keys as the table
-/// sees them (no prefix).
-#[derive(Clone)]
-pub(super) struct Keyspace {
-    tree: sled::Tree,
+/// sees them (no prefix). Made on the spot by `Store::table`.
+#[derive(Clone, Copy)]
+pub(super) struct Keyspace<'t> {
+    tree: &'t sled::Tree,
     id: TreeId,
 }
 
 /// An entry of a table: its key without the prefix, and its value.
 pub(super) type Entry = sled::Result<(IVec, IVec)>;
 
-impl Keyspace {
-    pub(super) fn new(tree: sled::Tree, id: TreeId) -> Self {
+impl<'t> Keyspace<'t> {
+    pub(super) fn new(tree: &'t sled::Tree, id: TreeId) -> Self {
         Keyspace { tree, id }
     }
 

@@ -105,17 +105,8 @@ pub struct StoreCounts {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    /// The tree every table below lives in; batches are applied to it.
+    /// The tree every table (`TreeId`) lives in; batches are applied to it.
     data: sled::Tree,
-    conversations: Keyspace,
-    messages: Keyspace,
-    timeline: Keyspace,
-    platform_ids: Keyspace,
-    events: Keyspace,
-    activity: Keyspace,
-    outbox: Keyspace,
-    pending_receipts: Keyspace,
-    watermarks: Keyspace,
     quarantine: sled::Tree,
     tokens: sled::Tree,
 }
@@ -136,40 +127,29 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let meta = db.open_tree(TREE_META)?;
         let data = db.open_tree(TREE_DATA)?;
-        match meta.get(KEY_SCHEMA_VERSION)? {
-            None => {}
-            Some(found) => {
-                let found = <[u8; 4]>::try_from(found.as_ref())
+        let found = match meta.get(KEY_SCHEMA_VERSION)? {
+            None => None,
+            Some(bytes) => Some(
+                <[u8; 4]>::try_from(bytes.as_ref())
                     .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt("schema version is not 4 bytes".into()))?;
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::SchemaTooNew { found });
-                }
-                if found == 1 {
-                    migrate_from_separate_trees(&db, &data)?;
-                }
-            }
+                    .map_err(|_| StoreError::Corrupt("schema version is not 4 bytes".into()))?,
+            ),
+        };
+        match found {
+            Some(found) if found > SCHEMA_VERSION => return Err(StoreError::SchemaTooNew { found }),
+            Some(1) => migrate_from_separate_trees(&db, &data)?,
+            _ => {}
         }
-        if meta.get(KEY_SCHEMA_VERSION)?.as_deref() != Some(&SCHEMA_VERSION.to_be_bytes()[..]) {
+        if found != Some(SCHEMA_VERSION) {
             meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
             db.flush()?;
         }
-        let table = |id| Keyspace::new(data.clone(), id);
-        Ok(Store {
-            conversations: table(TreeId::Conversations),
-            messages: table(TreeId::Messages),
-            timeline: table(TreeId::Timeline),
-            platform_ids: table(TreeId::PlatformIds),
-            events: table(TreeId::Events),
-            activity: table(TreeId::Activity),
-            outbox: table(TreeId::Outbox),
-            pending_receipts: table(TreeId::PendingReceipts),
-            watermarks: table(TreeId::Watermarks),
-            quarantine: db.open_tree(TREE_QUARANTINE)?,
-            tokens: db.open_tree(TREE_TOKENS)?,
-            data,
-            db,
-        })
+        Ok(Store { quarantine: db.open_tree(TREE_QUARANTINE)?, tokens: db.open_tree(TREE_TOKENS)?, data, db })
+    }
+
+    /// One table of the shared tree.
+    fn table(&self, id: TreeId) -> Keyspace<'_> {
+        Keyspace::new(&self.data, id)
     }
 
     /// Makes everything written so far durable, without blocking a tokio worker.
@@ -247,7 +227,7 @@ impl Store {
 
     /// One conversation.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
-        self.conversations.get(id)?.map(|v| decode(&v)).transpose()
+        self.table(TreeId::Conversations).get(id)?.map(|v| decode(&v)).transpose()
     }
 
     /// Conversations, newest activity first, optionally of one platform, starting after `before`.
@@ -271,7 +251,7 @@ impl Store {
                     Some((at, id)) => keys::activity_key(p, *at, id),
                     None => vec![p.tag(), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
                 };
-                self.activity.range(vec![p.tag()]..upper).rev().peekable()
+                self.table(TreeId::Activity).range(vec![p.tag()]..upper).rev().peekable()
             })
             .collect();
         let mut items = Vec::new();
@@ -312,7 +292,7 @@ impl Store {
 
     /// One message.
     pub fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
-        self.messages.get(id)?.map(|v| decode(&v)).transpose()
+        self.table(TreeId::Messages).get(id)?.map(|v| decode(&v)).transpose()
     }
 
     /// A conversation's messages, newest first, starting after `before`.
@@ -333,7 +313,7 @@ impl Store {
             }
         };
         let mut items = Vec::new();
-        for entry in self.timeline.range(prefix.clone()..upper).rev() {
+        for entry in self.table(TreeId::Timeline).range(prefix.clone()..upper).rev() {
             let (_, message_id) = entry?;
             let id = std::str::from_utf8(&message_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let message = self
@@ -358,7 +338,7 @@ impl Store {
         platform: Platform,
         platform_message_id: &str,
     ) -> Result<Option<Message>, StoreError> {
-        match self.platform_ids.get(keys::platform_message_key(platform, platform_message_id))? {
+        match self.table(TreeId::PlatformIds).get(keys::platform_message_key(platform, platform_message_id))? {
             Some(id) => self.message(std::str::from_utf8(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?),
             None => Ok(None),
         }
@@ -366,13 +346,13 @@ impl Store {
 
     /// The raw event stored under a platform's de-duplication key.
     pub fn event(&self, platform: Platform, dedup_key: &str) -> Result<Option<StoredEvent>, StoreError> {
-        self.events.get(keys::event_key(platform, dedup_key))?.map(|v| decode(&v)).transpose()
+        self.table(TreeId::Events).get(keys::event_key(platform, dedup_key))?.map(|v| decode(&v)).transpose()
     }
 
     /// The ids of a conversation's newest messages, newest first.
     fn recent_message_ids(&self, conversation_id: &str) -> Result<Vec<String>, StoreError> {
         let prefix = keys::timeline_prefix(conversation_id);
-        self.timeline
+        self.table(TreeId::Timeline)
             .scan_prefix(&prefix)
             .rev()
             .take(WATERMARK_SCAN)
@@ -386,9 +366,9 @@ impl Store {
     /// Sizes of the trees, for `/metrics`. Counts by iterating: call rarely.
     pub fn counts(&self) -> StoreCounts {
         StoreCounts {
-            conversations: self.conversations.len(),
-            messages: self.messages.len(),
-            events: self.events.len(),
+            conversations: self.table(TreeId::Conversations).len(),
+            messages: self.table(TreeId::Messages).len(),
+            events: self.table(TreeId::Events).len(),
             quarantined: self.quarantine.len(),
         }
     }

@@ -172,12 +172,12 @@ impl Store {
 
     /// A platform's outbox, oldest first.
     pub fn outbox_entries(&self, platform: Platform) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.outbox.scan_prefix(&[platform.tag()]).map(|entry| decode(&entry?.1)).collect()
+        self.table(TreeId::Outbox).scan_prefix(&[platform.tag()]).map(|entry| decode(&entry?.1)).collect()
     }
 
     /// Messages waiting in a platform's outbox.
     pub fn outbox_len(&self, platform: Platform) -> usize {
-        self.outbox.scan_prefix(&[platform.tag()]).count()
+        self.table(TreeId::Outbox).scan_prefix(&[platform.tag()]).count()
     }
 
     /// Marks a message as being sent (queued → sending).
@@ -259,17 +259,17 @@ impl Store {
         id: &str,
         change: impl Fn(&mut Message) -> bool,
     ) -> Result<Option<StatusChange>, StoreError> {
-        let Some(bytes) = self.messages.get(id)? else { return Ok(None) };
+        let Some(bytes) = self.table(TreeId::Messages).get(id)? else { return Ok(None) };
         let mut message: Message = decode(&bytes)?;
         let changed = change(&mut message);
         if changed {
-            self.messages.insert(id, encode(&message)?)?;
+            self.table(TreeId::Messages).insert(id, encode(&message)?)?;
         }
         Ok(Some(StatusChange { message, changed }))
     }
 
     fn watermarks(&self, conversation_id: &str) -> Result<Watermarks, StoreError> {
-        Ok(self.watermarks.get(conversation_id)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+        Ok(self.table(TreeId::Watermarks).get(conversation_id)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
     }
 }
 

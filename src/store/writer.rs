@@ -29,8 +29,8 @@ impl<'s> Writer<'s> {
         Writer { store, writes: HashMap::new() }
     }
 
-    fn tree(&self, id: TreeId) -> &'s Keyspace {
-        tree_of(self.store, id)
+    fn tree(&self, id: TreeId) -> Keyspace<'s> {
+        self.store.table(id)
     }
 
     /// True when `key` exists, counting this batch's writes.
@@ -90,19 +90,5 @@ impl<'s> Writer<'s> {
         }
         self.store.data.apply_batch(batch)?;
         Ok(())
-    }
-}
-
-fn tree_of(store: &Store, id: TreeId) -> &Keyspace {
-    match id {
-        TreeId::Conversations => &store.conversations,
-        TreeId::Messages => &store.messages,
-        TreeId::Timeline => &store.timeline,
-        TreeId::PlatformIds => &store.platform_ids,
-        TreeId::Events => &store.events,
-        TreeId::Activity => &store.activity,
-        TreeId::PendingReceipts => &store.pending_receipts,
-        TreeId::Watermarks => &store.watermarks,
-        TreeId::Outbox => &store.outbox,
     }
 }
