@@ -56,8 +56,7 @@ async fn run(config: Arc<Config>) -> u8 {
     let store = match Store::open(&config.storage.path, config.storage.cache_bytes) {
         Ok(store) => store,
         Err(e) => {
-            tracing::error!(message = "Cannot open the store.", error = %e);
-            eprintln!("parley: storage.path: {e}");
+            startup_failure("storage.path", &e);
             return EXIT_RUNTIME;
         }
     };
@@ -72,15 +71,14 @@ async fn run(config: Arc<Config>) -> u8 {
     let (supervisor, supervisor_done) = match Actor::spawn(Some(SUPERVISOR_ACTOR.to_owned()), Supervisor, args).await {
         Ok(pair) => pair,
         Err(e) => {
-            tracing::error!(message = "Cannot start the actors.", error = %e);
+            startup_failure("supervisor", &format!("cannot start the actors: {e}"));
             return EXIT_RUNTIME;
         }
     };
     let listener = match TcpListener::bind(config.server.listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            tracing::error!(message = "Cannot listen.", addr = %config.server.listen, error = %e);
-            eprintln!("parley: server.listen: cannot listen on {}: {e}", config.server.listen);
+            startup_failure("server.listen", &format!("cannot listen on {}: {e}", config.server.listen));
             stop_actors(&supervisor, supervisor_done, &store).await;
             return EXIT_RUNTIME;
         }
@@ -109,6 +107,12 @@ async fn run(config: Arc<Config>) -> u8 {
     stop_actors(&supervisor, supervisor_done, &store).await;
     tracing::info!(message = "Stopped.", exit_code = code);
     code
+}
+
+/// Reports why the daemon cannot start: once, as one log line (stderr, or the journal) that
+/// names the key at fault in plain words.
+fn startup_failure(key: &str, reason: &dyn std::fmt::Display) {
+    tracing::error!("Cannot start: {key}: {reason}");
 }
 
 /// Everything a platform's channel actor needs from the configuration.

@@ -70,15 +70,31 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
     }
 }
 
-/// Reads a JSON body under the size limit; malformed JSON or unknown fields are 400.
+/// Reads a JSON body under the size limit: a body not declared `application/json` is 415 (a
+/// cross-site HTML form can send only form or text types, so this is what stops forged posts once
+/// the inbox signs in with a cookie); malformed JSON or unknown fields are 400.
 async fn read_json<T: serde::de::DeserializeOwned>(
     state: &HttpState,
     request: Request<Incoming>,
 ) -> Result<T, Response<Body>> {
+    if !is_json_content_type(request.headers().get(hyper::header::CONTENT_TYPE).map(|v| v.as_bytes())) {
+        return Err(response::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be sent with `content-type: application/json`",
+        ));
+    }
     let limit = state.config.server.max_body_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let bytes = super::body::read_limited(request, limit, timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| bad_request("bad_json", &format!("the body is not valid: {e}")))
+}
+
+/// True for `application/json`, in any case, with or without parameters (`; charset=utf-8`).
+fn is_json_content_type(value: Option<&[u8]>) -> bool {
+    let Some(text) = value.and_then(|v| std::str::from_utf8(v).ok()) else { return false };
+    let media_type = text.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/json")
 }
 
 fn authorised<B>(state: &HttpState, request: &Request<B>) -> bool {
@@ -182,4 +198,31 @@ pub(super) fn bad_request(code: &str, message: &str) -> Response<Body> {
 pub(super) fn not_found(what: &str, id: &str) -> Response<Body> {
     let shown: String = id.chars().take(64).collect();
     response::error(StatusCode::NOT_FOUND, "not_found", &format!("no {what} with id `{shown}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_content_type;
+
+    #[test]
+    fn only_application_json_is_a_json_content_type() {
+        for accepted in
+            ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"]
+        {
+            assert!(is_json_content_type(Some(accepted.as_bytes())), "{accepted}");
+        }
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+            "application/json-seq",
+            "text/json",
+            "",
+        ] {
+            assert!(!is_json_content_type(Some(refused.as_bytes())), "{refused}");
+        }
+        assert!(!is_json_content_type(None));
+        assert!(!is_json_content_type(Some(b"application/json\xff")));
+    }
 }

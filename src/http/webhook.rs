@@ -53,7 +53,8 @@ pub async fn receive(state: &HttpState, platform: Platform, request: Request<Inc
     };
     let query = request.uri().query().map(str::to_owned);
     let header_name = platform::signature_header(platform);
-    let signature = request.headers().get(header_name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let signature =
+        platform::single_signature_header(request.headers().get_all(header_name).iter().map(|v| v.as_bytes()));
     let limit = state.config.server.max_body_bytes;
     let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
     let body = match body::read_limited(request, limit, timeout).await {
@@ -67,8 +68,11 @@ pub async fn receive(state: &HttpState, platform: Platform, request: Request<Inc
         }
     };
     let delivery_id = format!("d{}", state.deliveries.fetch_add(1, Ordering::Relaxed));
-    let signed = SignedRequest { signature_header: signature.as_deref(), query: query.as_deref(), body: &body };
-    match platform::verify_signature(platform, state.config.signing_secret(platform), &signed) {
+    let verified = signature.and_then(|signature| {
+        let signed = SignedRequest { signature_header: signature.as_deref(), query: query.as_deref(), body: &body };
+        platform::verify_signature(platform, state.config.signing_secret(platform), &signed)
+    });
+    match verified {
         Ok(form) => tracing::debug!(message = "Webhook signature verified.", %platform, %delivery_id, form = ?form),
         Err(e) => {
             state.metrics.webhook(platform, WebhookResult::BadSignature);

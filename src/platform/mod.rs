@@ -58,6 +58,8 @@ pub enum VerifyError {
     MalformedSignature,
     #[error("signature does not match the body")]
     BadSignature,
+    #[error("the request carries more than one signature; exactly one is accepted")]
+    AmbiguousSignature,
     #[error("the signing secret is not configured")]
     NoSecret,
     #[error("handshake parameter `{0}` is missing")]
@@ -308,6 +310,19 @@ pub fn signature_header(platform: Platform) -> &'static str {
     }
 }
 
+/// The one signature header value of a request, from every value the header was sent with:
+/// `None` when it is absent, [`VerifyError::AmbiguousSignature`] when it appears more than once
+/// (judging a request by its first signature would let a second, unchecked one ride along; and
+/// no platform sends two). Values that are not UTF-8 are kept lossily, so they fail as malformed.
+pub fn single_signature_header<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Option<String>, VerifyError> {
+    let mut values = values.into_iter();
+    let first = values.next().map(|v| String::from_utf8_lossy(v).into_owned());
+    if values.next().is_some() {
+        return Err(VerifyError::AmbiguousSignature);
+    }
+    Ok(first)
+}
+
 /// HMAC-SHA256 of the concatenation of `parts`, keyed by the UTF-8 bytes of `key`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length");
@@ -361,7 +376,12 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 /// The first value of query parameter `name`, percent-decoded (`+` is a space). Invalid escapes are
 /// kept as they are; invalid UTF-8 is replaced, so a hostile query never fails the parse.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
+    query_params(query, name).next()
+}
+
+/// Every value of the query parameter `name`, percent-decoded, in order.
+pub fn query_params<'q>(query: &'q str, name: &'q str) -> impl Iterator<Item = String> + 'q {
+    query.split('&').filter_map(move |pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(key) == name).then(|| percent_decode(value))
     })
@@ -404,6 +424,17 @@ mod tests {
         assert_eq!(encode_hex(&[0, 255, 160]), "00ffa0");
         assert_eq!(decode_hex("abc"), None);
         assert_eq!(decode_hex("zz"), None);
+    }
+
+    #[test]
+    fn a_signature_header_sent_twice_is_ambiguous() {
+        let one: [&[u8]; 1] = [b"sha256=ab"];
+        assert_eq!(single_signature_header(one), Ok(Some("sha256=ab".to_owned())));
+        assert_eq!(single_signature_header(std::iter::empty()), Ok(None));
+        let two: [&[u8]; 2] = [b"sha256=ab", b"sha256=cd"];
+        assert_eq!(single_signature_header(two), Err(VerifyError::AmbiguousSignature));
+        let same_twice: [&[u8]; 2] = [b"sha256=ab", b"sha256=ab"];
+        assert_eq!(single_signature_header(same_twice), Err(VerifyError::AmbiguousSignature));
     }
 
     #[test]

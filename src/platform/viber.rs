@@ -37,14 +37,21 @@ pub fn verify_signature(secret: &Secret, request: &SignedRequest<'_>) -> Result<
     if secret.is_empty() {
         return Err(VerifyError::NoSecret);
     }
-    // The header wins whenever it is present: a wrong header is refused outright rather than
-    // giving an attacker a second place to try.
-    let (signature, form) = match request.signature_header {
-        Some(value) => (value.to_owned(), SignatureForm::Header),
-        None => match request.query.and_then(|query| super::query_param(query, SIGNATURE_QUERY_PARAMETER)) {
-            Some(value) => (value, SignatureForm::QueryParameter),
-            None => return Err(VerifyError::MissingSignature { header: SIGNATURE_HEADER }),
-        },
+    // One signature, from the header or from `sig`: two different ones (a header and another
+    // `sig`, or `sig` twice) are ambiguous and refused, never judged by whichever comes first.
+    // The header wins when `sig` carries the same value (a URL that also has it).
+    let from_query: Vec<String> =
+        request.query.map(|query| super::query_params(query, SIGNATURE_QUERY_PARAMETER).collect()).unwrap_or_default();
+    if from_query.len() > 1 {
+        return Err(VerifyError::AmbiguousSignature);
+    }
+    let (signature, form) = match (request.signature_header, from_query.into_iter().next()) {
+        (Some(header), Some(query)) if !header.trim().eq_ignore_ascii_case(query.trim()) => {
+            return Err(VerifyError::AmbiguousSignature);
+        }
+        (Some(header), _) => (header.to_owned(), SignatureForm::Header),
+        (None, Some(query)) => (query, SignatureForm::QueryParameter),
+        (None, None) => return Err(VerifyError::MissingSignature { header: SIGNATURE_HEADER }),
     };
     let digest = super::decode_hex(signature.trim())
         .filter(|digest| digest.len() == DIGEST_LEN)
@@ -701,11 +708,32 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_header_is_rejected_even_when_the_sig_parameter_is_right() {
+    fn a_header_and_a_different_sig_parameter_are_ambiguous_whichever_is_right() {
         let wrong = VECTOR_SIGNATURE.replace('0', "f");
-        let query = format!("sig={VECTOR_SIGNATURE}");
-        let request = SignedRequest { signature_header: Some(&wrong), query: Some(&query), body: VECTOR_BODY };
-        assert_eq!(verify_signature(&token(), &request), Err(VerifyError::BadSignature));
+        let (right_query, wrong_query) = (format!("sig={VECTOR_SIGNATURE}"), format!("sig={wrong}"));
+        for (header, query) in [(wrong.as_str(), &right_query), (VECTOR_SIGNATURE, &wrong_query)] {
+            let request = SignedRequest { signature_header: Some(header), query: Some(query), body: VECTOR_BODY };
+            assert_eq!(verify_signature(&token(), &request), Err(VerifyError::AmbiguousSignature));
+        }
+    }
+
+    #[test]
+    fn a_sig_parameter_given_twice_is_ambiguous() {
+        let wrong = VECTOR_SIGNATURE.replace('0', "f");
+        for query in [format!("sig={VECTOR_SIGNATURE}&sig={wrong}"), format!("sig={wrong}&sig={VECTOR_SIGNATURE}")] {
+            assert_eq!(
+                verify_signature(&token(), &query_request(&query, VECTOR_BODY)),
+                Err(VerifyError::AmbiguousSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_with_the_same_sig_parameter_is_one_signature() {
+        let query = format!("sig={}", VECTOR_SIGNATURE.to_uppercase());
+        let request =
+            SignedRequest { signature_header: Some(VECTOR_SIGNATURE), query: Some(&query), body: VECTOR_BODY };
+        assert_eq!(verify_signature(&token(), &request), Ok(SignatureForm::Header));
     }
 
     #[test]

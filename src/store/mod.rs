@@ -42,8 +42,12 @@ pub const MAX_PAGE: usize = 200;
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store at {path}: {source}")]
-    Open { path: String, source: sled::Error },
+    #[error(
+        "the store at {path} is in use by another process (another `parley serve`?); stop it, or point storage.path elsewhere"
+    )]
+    Locked { path: String },
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
     #[error("the store was written by a newer Parley (schema {found}, this build reads {SCHEMA_VERSION})")]
     SchemaTooNew { found: u32 },
     #[error("store I/O failed: {0}")]
@@ -124,7 +128,7 @@ impl Store {
             // `sending`) are made durable by the next group flush or the flush at shutdown.
             .flush_every_ms(None)
             .open()
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+            .map_err(|source| open_error(path, source))?;
         let meta = db.open_tree(TREE_META)?;
         let data = db.open_tree(TREE_DATA)?;
         let found = match meta.get(KEY_SCHEMA_VERSION)? {
@@ -547,6 +551,18 @@ fn migrate_from_separate_trees(db: &sled::Db, data: &sled::Tree) -> Result<(), S
         records = moved
     );
     Ok(())
+}
+
+/// An operator's sentence for a failed open. sled reports a store held by another process as an
+/// `Other` I/O error whose text embeds Rust debug output (`could not acquire lock on "…/db": Os {
+/// code: 11, kind: WouldBlock, … }`); every other I/O error is shown by its plain text.
+fn open_error(path: &Path, error: sled::Error) -> StoreError {
+    let path = path.display().to_string();
+    match error {
+        sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => StoreError::Locked { path },
+        sled::Error::Io(io) => StoreError::Open { path, reason: io.to_string() },
+        other => StoreError::Open { path, reason: other.to_string() },
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {

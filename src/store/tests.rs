@@ -15,12 +15,25 @@ fn reopen(path: &std::path::Path) -> Result<Store, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match Store::open(path, 8 << 20) {
-            Err(StoreError::Open { .. }) if std::time::Instant::now() < deadline => {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             other => return other,
         }
     }
+}
+
+#[test]
+fn a_store_held_open_elsewhere_is_reported_as_locked_in_one_plain_sentence() {
+    let (dir, _held) = temp_store();
+    let error = match Store::open(&dir.path().join("db"), 8 << 20) {
+        Err(e) => e,
+        Ok(_) => panic!("a second open of a held store must fail"),
+    };
+    assert!(matches!(error, StoreError::Locked { .. }), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("in use by another process") && text.contains("storage.path"), "{text}");
+    assert!(!text.contains("Os {") && !text.contains("WouldBlock"), "{text}");
 }
 
 fn text_event(contact: &str, mid: &str, at_ms: i64, text: &str) -> InboundEvent {
