@@ -54,9 +54,6 @@ const LIFTED_RATE: u32 = 1_000_000;
 const SHIPPED_IN_FLIGHT: u32 = 8;
 /// Messenger PSIDs the accuracy phase writes to.
 const ACCURACY_PSIDS: usize = 50;
-/// About the fraction of the configured rate the channels pace at: `1 / (1 + ARRIVAL_GUARD)`
-/// (`src/ratelimit.rs`, README Configuration).
-const PACING_MARGIN: f64 = 0.988;
 /// How often the daemon's send counters are read while waiting.
 const METRICS_POLL: Duration = Duration::from_millis(20);
 /// How often the sandbox journal is read while waiting (it keeps only the last 50,000 requests).
@@ -401,8 +398,11 @@ async fn accuracy_on(rig: &Rig, options: &Options) -> BenchResult<bool> {
         }
     }
     println!(
-        "  ratio = (sends - 1) / (last - first) / limit (the channels pace at {PACING_MARGIN} of the limit); max in 1 s = \
-         most sends in any sliding 1000 ms window of the journal's at_ms (must not exceed the limit)"
+        "  ratio = (sends - 1) / (last - first) / limit (the channels pace at {:.3} of a per-second limit, leaving \
+         {} ms for arrival jitter); max in 1 s = most sends in any sliding 1000 ms window of the journal's at_ms \
+         (must not exceed the limit)",
+        parley::ratelimit::pacing_share(Duration::from_secs(1)),
+        parley::ratelimit::arrival_guard(Duration::from_secs(1)).as_millis()
     );
     println!(
         "  sandbox answers to the daemon's requests (its debug log, token checks included): {}",

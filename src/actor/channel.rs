@@ -285,8 +285,10 @@ impl ChannelActor {
         }
         let client = state.client.clone();
         let me = myself.clone();
+        // The moment the pacer released the request: what the rate limit is kept on (the task
+        // below may start a little later on a busy host).
+        let dispatched_at = Timestamp::now();
         tokio::spawn(async move {
-            let dispatched_at = Timestamp::now();
             let outcome = match outbound::execute(&client, &request).await {
                 Ok(response) => platform::classify_send_response(platform, &response),
                 Err(e) => SendOutcome::Retry {
