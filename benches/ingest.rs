@@ -16,7 +16,7 @@
 //! with its own one-thread runtime. Bodies are built and signed before the timed window.
 
 mod common;
-use common::{client_runtime, cpu_seconds, flag_pairs, number, percentile, positive};
+use common::{client_runtime, cpu_seconds, flag_pairs, number, percentile, positive, resident_text};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -159,6 +159,8 @@ async fn run(options: Options) {
     let bare = options.runs(Target::Bare).then(start_bare_server);
     if let Some(daemon) = &daemon {
         println!("  parley: {} (release binary, its own process, tokio default workers + sled threads)", daemon.addr);
+        std::thread::sleep(Duration::from_secs(1));
+        println!("  parley resident memory, idle after start: {}", resident_text(daemon.pid()));
     }
     if let Some(addr) = bare {
         println!("  bare:   {addr} (hyper http1 in this process, own OS thread, 1-thread runtime, 200 + empty body)");
@@ -200,6 +202,7 @@ async fn run(options: Options) {
         }
         if let Some(daemon) = &daemon {
             check_durability(daemon.addr, parley_ok).await;
+            println!("  parley resident memory after the closed loop: {}", resident_text(daemon.pid()));
         }
     }
 
@@ -239,6 +242,9 @@ async fn run(options: Options) {
         if target == Target::Parley {
             parley_ok += stats.ok_total;
             check_durability(addr, parley_ok).await;
+        }
+        if let Some(daemon) = &daemon {
+            println!("  parley resident memory after the open loop: {}", resident_text(daemon.pid()));
         }
         summary.push(SummaryRow { label: format!("{} open {}/s", target.name(), options.rate), stats });
     }

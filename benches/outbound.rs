@@ -30,7 +30,7 @@
 //! held; 1 on an unexpected answer, a process that would not start, or a limit exceeded.
 
 mod common;
-use common::{client_runtime, cpu_seconds, flag_pairs, percentile, positive};
+use common::{client_runtime, cpu_seconds, flag_pairs, percentile, positive, resident_text};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -277,6 +277,7 @@ async fn throughput_on(rig: &Rig, options: &Options) -> BenchResult<()> {
     );
     println!("  receipts: {}", api.receipt_stats().await?);
     println!("  cpu: {cpu}");
+    println!("  daemon resident memory: {}", resident_text(rig.daemon.pid()));
     check_all_sent(&statuses, accepted.len())?;
     if report.missing > 0 {
         return Err(format!("{} accepted replies never reached the sandbox journal", report.missing));

@@ -7,6 +7,7 @@ pub mod actor;
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod memory;
 pub mod model;
 pub mod outbound;
 pub mod platform;

@@ -89,6 +89,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    parley::memory::disable_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

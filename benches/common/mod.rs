@@ -65,3 +65,22 @@ pub fn flag_pairs(args: impl Iterator<Item = String>) -> Result<Vec<(String, Str
     }
     Ok(pairs)
 }
+
+/// A process's resident set now and at its peak (`VmRSS`, `VmHWM`), in MiB, or None off Linux.
+pub fn resident_mib(pid: &str) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// `resident_mib` as text for a report line.
+pub fn resident_text(pid: u32) -> String {
+    match resident_mib(&pid.to_string()) {
+        Some((now, peak)) => format!("{now:.1} MiB (peak so far {peak:.1} MiB)"),
+        None => "unknown (no /proc)".to_owned(),
+    }
+}
