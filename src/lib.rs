@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod http;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod platform;

@@ -518,7 +518,15 @@ async fn bad_replies_get_clear_errors_and_nothing_is_queued() {
         let (got, answer) = lp.post(path, body.clone()).await;
         assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{path} {body}: {answer}");
     }
-    let garbage = lp.client.post(lp.daemon.url(&path)).bearer_auth(API_TOKEN).body("{not json").send().await.unwrap();
+    let garbage = lp
+        .client
+        .post(lp.daemon.url(&path))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(garbage.status(), 400);
     let unauthorised = lp.client.post(lp.daemon.url(&path)).json(&json!({ "text": "hi" })).send().await.unwrap();
     assert_eq!(unauthorised.status(), 401);

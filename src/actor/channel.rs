@@ -289,7 +289,10 @@ impl ChannelActor {
         // below may start a little later on a busy host).
         let dispatched_at = Timestamp::now();
         tokio::spawn(async move {
-            let outcome = match outbound::execute(&client, &request).await {
+            let started = std::time::Instant::now();
+            let response = outbound::execute(&client, &request).await;
+            crate::metrics::metrics().send_request(platform, started.elapsed());
+            let outcome = match response {
                 Ok(response) => platform::classify_send_response(platform, &response),
                 Err(e) => SendOutcome::Retry {
                     after: None,

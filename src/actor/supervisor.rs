@@ -202,6 +202,7 @@ impl Actor for Supervisor {
                 if let Err(e) = Supervisor::spawn_child(&myself, state, child).await {
                     Supervisor::child_down(&myself, state, child, &format!("restart failed: {e}"));
                 } else {
+                    crate::metrics::metrics().actor_restarted(&child.to_string());
                     tracing::info!(message = "Actor restarted.", actor = %child);
                 }
             }

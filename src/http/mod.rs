@@ -27,16 +27,17 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use self::metrics::Metrics;
 use self::response::Body;
 use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, channel_actor, conversation_actor};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::model::Platform;
 
 /// What every request handler shares.
 pub struct HttpState {
     pub config: Arc<Config>,
-    pub metrics: Metrics,
+    /// The process's metrics (`crate::metrics::metrics()`).
+    pub metrics: &'static Metrics,
     /// Webhooks in progress; see `server.max_inflight_webhooks`.
     webhook_permits: Arc<Semaphore>,
     /// A counter that names each delivery in the logs.
@@ -50,7 +51,7 @@ impl HttpState {
         let permits = config.server.max_inflight_webhooks;
         HttpState {
             config,
-            metrics: Metrics::default(),
+            metrics: crate::metrics::metrics(),
             webhook_permits: Arc::new(Semaphore::new(permits)),
             deliveries: AtomicU64::new(0),
             started: Instant::now(),
@@ -233,6 +234,6 @@ async fn metrics(state: &HttpState) -> Response<Body> {
         None => None,
     };
     let statuses = channel_statuses(state).await;
-    let text = state.metrics.render(counts, state.started.elapsed().as_secs(), &statuses);
+    let text = metrics::render(state.metrics, counts, state.started.elapsed().as_secs(), &statuses);
     response::with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

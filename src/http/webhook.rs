@@ -3,16 +3,16 @@
 //! signature is 401 and nothing is stored.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use ractor::rpc::CallResult;
 
-use super::metrics::WebhookResult;
 use super::response::{self, Body};
 use super::{HttpState, body};
 use crate::actor::{ChannelMsg, WebhookOutcome, channel_actor};
+use crate::metrics::WebhookResult;
 use crate::model::{Platform, Timestamp};
 use crate::platform::{self, HandshakeReply, SignedRequest, VerifyError};
 
@@ -44,8 +44,15 @@ pub fn handshake(state: &HttpState, platform: Platform, query: &str) -> Response
     }
 }
 
-/// `POST /webhooks/{platform}`.
+/// `POST /webhooks/{platform}`, timed from its request head to its answer.
 pub async fn receive(state: &HttpState, platform: Platform, request: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let answer = receive_untimed(state, platform, request).await;
+    state.metrics.webhook_answered(platform, started.elapsed());
+    answer
+}
+
+async fn receive_untimed(state: &HttpState, platform: Platform, request: Request<Incoming>) -> Response<Body> {
     // Bound the webhooks in progress: past it, platforms are told to come back (they all retry).
     let Ok(_permit) = state.webhook_permits.clone().try_acquire_owned() else {
         state.metrics.webhook(platform, WebhookResult::Unavailable);
