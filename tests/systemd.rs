@@ -259,3 +259,21 @@ async fn a_changed_listen_address_is_logged_as_needing_a_restart() {
     assert_eq!(api_get(&client, &daemon, "/api/conversations").await.0, 401, "the old token is out");
     assert!(daemon.is_running());
 }
+
+#[tokio::test]
+async fn a_reloaded_log_level_takes_effect_at_once() {
+    let mut notify = NotifySocket::bind();
+    let daemon = Daemon::start_with_env(base_config, &[notify.env()]);
+    notify.wait_for("READY=1", Duration::from_secs(30));
+    let client = client();
+    assert_eq!(post_messenger(&client, &daemon, FACEBOOK_SECRET, "m_at_info").await, 200);
+
+    rewrite_config(&daemon, |c| c.replace("level = \"info\"", "level = \"parley=debug,info\""));
+    let status = reload(&daemon, &mut notify);
+    assert!(status.contains("(1 changed settings applied)"), "{status}");
+    daemon.wait_for_log(&["Configuration reloaded.", "applied=log.level"], Duration::from_secs(10));
+    assert!(!daemon.log().contains("Webhook stored."), "a debug line before the reload");
+
+    assert_eq!(post_messenger(&client, &daemon, FACEBOOK_SECRET, "m_at_debug").await, 200);
+    daemon.wait_for_log(&["Webhook stored.", "platform=facebook"], Duration::from_secs(10));
+}
