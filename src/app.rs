@@ -1,8 +1,10 @@
 //! Boot and ordered shutdown of the daemon: load the configuration, open the store, start the
-//! actor tree, bind, serve; on SIGTERM or SIGINT stop accepting, finish what is in flight, drain
-//! the channels, flush the store, exit 0.
+//! actor tree, bind, serve, tell systemd `READY=1` (and feed its watchdog while the daemon
+//! answers); on SIGHUP reload the configuration; on SIGTERM or SIGINT tell systemd `STOPPING=1`,
+//! stop accepting, finish what is in flight, drain the channels, flush the store, exit 0.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,10 +18,13 @@ use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
 use crate::actor::conversation::ConversationArgs;
 use crate::actor::supervisor::{Supervisor, SupervisorArgs};
 use crate::actor::{SUPERVISOR_ACTOR, SupervisorMsg};
-use crate::config::{self, Config};
+use crate::config::{self, Config, LoadedConfig};
 use crate::http::{self, HttpState};
 use crate::model::Platform;
+use crate::reload::Reloader;
 use crate::store::Store;
+use crate::systemd::{Heartbeat, HeartbeatTiming, Notifier, watchdog};
+use crate::telemetry::LogControl;
 
 /// Exit code for a bad configuration or bad input.
 pub const EXIT_BAD_CONFIG: u8 = 1;
@@ -37,7 +42,7 @@ pub fn serve(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    crate::telemetry::init(&loaded.config.log);
+    let log = crate::telemetry::init(&loaded.config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("parley").build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -45,17 +50,24 @@ pub fn serve(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    let code = runtime.block_on(run(Arc::new(loaded.config)));
+    let code = runtime.block_on(run(config_path, loaded, log));
     // Do not wait for stray tasks (a flush racing the exit is covered by the final flush above).
     runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
 }
 
-async fn run(config: Arc<Config>) -> u8 {
+async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
+    let notifier = Notifier::from_env();
+    // Registered first: a signal that arrives before its handler ends the process, and once
+    // READY=1 is out systemd may send one at any moment.
+    let mut hangups = Hangups::register();
+    let mut terminations = Terminations::register();
+    let config = Arc::new(loaded.config.clone());
     warn_about_development_secrets(&config);
     let store = match Store::open(&config.storage.path, config.storage.cache_bytes) {
         Ok(store) => store,
         Err(e) => {
+            notifier.status(&format!("cannot open the store: {e}"));
             startup_failure("storage.path", &e);
             return EXIT_RUNTIME;
         }
@@ -78,30 +90,50 @@ async fn run(config: Arc<Config>) -> u8 {
     let listener = match TcpListener::bind(config.server.listen).await {
         Ok(listener) => listener,
         Err(e) => {
+            notifier.status(&format!("cannot listen on {}: {e}", config.server.listen));
             startup_failure("server.listen", &format!("cannot listen on {}: {e}", config.server.listen));
             stop_actors(&supervisor, supervisor_done, &store).await;
             return EXIT_RUNTIME;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let bound = listener.local_addr().unwrap_or(config.server.listen);
     let platforms: Vec<String> = config.enabled_platforms().iter().map(ToString::to_string).collect();
-    tracing::info!(message = "Listening.", addr = %addr, platforms = %platforms.join(","), version = env!("CARGO_PKG_VERSION"));
+    tracing::info!(message = "Listening.", addr = %bound, platforms = %platforms.join(","), version = env!("CARGO_PKG_VERSION"));
 
     let state = Arc::new(HttpState::new(config.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, state, async {
+    let server = tokio::spawn(http::serve(listener, state.clone(), async {
         let _ = stop_rx.await;
     }));
-    let code = tokio::select! {
-        signal = shutdown_signal() => {
-            tracing::info!(message = "Shutting down.", signal);
-            0
-        }
-        reason = fatal_rx.recv() => {
-            tracing::error!(message = "Shutting down after a fatal failure.", reason = reason.as_deref().unwrap_or("supervisor ended"));
-            EXIT_RUNTIME
+    // The store is open, the actors answer and the listener is bound (connections queue in its
+    // backlog until the accept loop takes them): ready.
+    if let Err(why) = actors_answer(&config.enabled_platforms(), ACTOR_START_DEADLINE).await {
+        tracing::warn!(message = "An actor did not answer at start; the watchdog will tell if it stays so.", reason = %why);
+    }
+    notifier.ready(&ready_status(bound, &platforms));
+    let heartbeat = start_heartbeat(bound, &notifier);
+    let mut reloader = Reloader::new(config_path.to_owned(), loaded, state, log, notifier.clone(), supervisor.clone());
+    let code = loop {
+        tokio::select! {
+            signal = terminations.next() => {
+                tracing::info!(message = "Shutting down.", signal);
+                notifier.stopping("shutting down");
+                break 0;
+            }
+            reason = fatal_rx.recv() => {
+                let reason = reason.unwrap_or_else(|| "supervisor ended".to_owned());
+                tracing::error!(message = "Shutting down after a fatal failure.", reason = %reason);
+                notifier.stopping(&format!("shutting down after a fatal failure: {reason}"));
+                break EXIT_RUNTIME;
+            }
+            () = hangups.next() => {
+                reloader.reload().await;
+            }
         }
     };
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+    }
     let _ = stop_tx.send(());
     let _ = server.await;
     stop_actors(&supervisor, supervisor_done, &store).await;
@@ -113,6 +145,116 @@ async fn run(config: Arc<Config>) -> u8 {
 /// names the key at fault in plain words.
 fn startup_failure(key: &str, reason: &dyn std::fmt::Display) {
     tracing::error!("Cannot start: {key}: {reason}");
+}
+
+/// How long start-up waits for every actor to answer before it says ready anyway.
+const ACTOR_START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until the conversation actor and each channel actor answer a call, that is, have
+/// finished starting (a channel loads its outbox and token after it is spawned).
+async fn actors_answer(platforms: &[Platform], within: Duration) -> Result<(), String> {
+    use crate::actor::{ChannelMsg, ConversationMsg, channel_actor, conversation_actor};
+    use ractor::rpc::CallResult;
+    let end = tokio::time::Instant::now() + within;
+    let left = || end.saturating_duration_since(tokio::time::Instant::now());
+    let conversation = conversation_actor().ok_or("the conversation actor is not running")?;
+    match conversation.call(ConversationMsg::Ping, Some(left())).await {
+        Ok(CallResult::Success(())) => {}
+        _ => return Err("the conversation actor did not answer".into()),
+    }
+    for platform in platforms {
+        let channel = channel_actor(*platform).ok_or_else(|| format!("channel.{platform} is not running"))?;
+        match channel.call(ChannelMsg::GetStatus, Some(left())).await {
+            Ok(CallResult::Success(_)) => {}
+            _ => return Err(format!("channel.{platform} did not answer")),
+        }
+    }
+    Ok(())
+}
+
+/// The `STATUS=` line once ready.
+fn ready_status(bound: SocketAddr, platforms: &[String]) -> String {
+    match platforms.len() {
+        0 => format!("listening on {bound}, no channels enabled"),
+        1 => format!("listening on {bound}, 1 channel ({})", platforms[0]),
+        n => format!("listening on {bound}, {n} channels ({})", platforms.join(", ")),
+    }
+}
+
+/// Starts the watchdog heartbeat when systemd asked for one (`WatchdogSec=` sets `WATCHDOG_USEC`).
+fn start_heartbeat(bound: SocketAddr, notifier: &Notifier) -> Option<tokio::task::JoinHandle<()>> {
+    let timing = HeartbeatTiming::from_env()?;
+    let front_end = watchdog::probe_address(bound);
+    tracing::info!(
+        message = "Watchdog on: heartbeat to the HTTP front end and the conversation actor.",
+        every_ms = timing.interval.as_millis() as u64,
+        deadline_ms = timing.deadline.as_millis() as u64,
+        probe = %front_end
+    );
+    let heartbeat = Heartbeat { front_end, timing, notifier: notifier.clone() };
+    Some(tokio::spawn(heartbeat.run()))
+}
+
+/// SIGTERM and SIGINT, registered at once (unlike [`shutdown_signal`], which registers when
+/// first polled).
+struct Terminations {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Terminations {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let register = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::warn!(message = "Cannot receive a shutdown signal.", signal = name, error = %e);
+                None
+            }
+        };
+        Terminations {
+            term: register(SignalKind::terminate(), "SIGTERM"),
+            int: register(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    /// Resolves with the name of the next shutdown signal.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            () = next_delivery(&mut self.term) => "SIGTERM",
+            () = next_delivery(&mut self.int) => "SIGINT",
+        }
+    }
+}
+
+/// SIGHUP deliveries, or nothing where they cannot be received.
+struct Hangups(Option<tokio::signal::unix::Signal>);
+
+impl Hangups {
+    fn register() -> Self {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => Hangups(Some(signal)),
+            Err(e) => {
+                tracing::warn!(message = "Cannot receive SIGHUP; configuration reload is off.", error = %e);
+                Hangups(None)
+            }
+        }
+    }
+
+    /// Resolves at the next SIGHUP (never, when they cannot be received).
+    async fn next(&mut self) {
+        next_delivery(&mut self.0).await;
+    }
+}
+
+/// Resolves at the signal's next delivery; never, for a signal that cannot be received.
+async fn next_delivery(signal: &mut Option<tokio::signal::unix::Signal>) {
+    if let Some(signal) = signal
+        && signal.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending::<()>().await
 }
 
 /// Everything a platform's channel actor needs from the configuration.

@@ -79,6 +79,8 @@ pub struct Pacer {
     /// How much timer lateness a send held back by the window is forgiven (see `try_take`).
     lateness_credit: Duration,
     recent: VecDeque<Instant>,
+    /// The latest pause asked for, kept across [`Pacer::retune`].
+    paused_until: Option<Instant>,
 }
 
 /// The least arrival jitter every ceiling tolerates (see [`Pacer`]). Two replies that left the
@@ -118,6 +120,7 @@ impl Pacer {
             window,
             lateness_credit: period / 1000,
             recent: VecDeque::with_capacity(rate as usize),
+            paused_until: None,
         }
     }
 
@@ -154,6 +157,21 @@ impl Pacer {
     /// Holds every request back until `until` (the platform said to back off).
     pub fn pause_until(&mut self, until: Instant) {
         self.bucket.pause_until(until);
+        self.paused_until = self.paused_until.max(Some(until));
+    }
+
+    /// Paces at a new `rate` per `period` from `now` on (a configuration reload). The log of
+    /// recent sends is kept, so that no window ending after the change holds more than the new
+    /// rate, counting the sends made before it; the even spacing starts afresh at the new rate; a
+    /// pause still in force stays in force.
+    pub fn retune(&mut self, rate: u32, period: Duration, now: Instant) {
+        let mut next = Pacer::new(rate, period);
+        let keep = self.recent.len().min(next.rate);
+        next.recent.extend(self.recent.iter().skip(self.recent.len() - keep));
+        if let Some(until) = self.paused_until.filter(|until| *until > now) {
+            next.pause_until(until);
+        }
+        *self = next;
     }
 }
 
@@ -184,6 +202,15 @@ impl<K: Eq + Hash + Clone> KeyedBuckets<K> {
     /// Blocks `key` until `until`.
     pub fn pause_until(&mut self, key: &K, until: Instant) {
         self.buckets.entry(key.clone()).or_insert_with(|| self.template.clone()).pause_until(until);
+    }
+
+    /// Every key follows `template`'s rate and burst from now on; what each key already used is kept.
+    pub fn retune(&mut self, template: TokenBucket) {
+        for bucket in self.buckets.values_mut() {
+            bucket.interval = template.interval;
+            bucket.tolerance = template.tolerance;
+        }
+        self.template = template;
     }
 
     /// Drops buckets that are full again (they behave exactly like a fresh copy).
@@ -310,6 +337,67 @@ mod tests {
         assert_eq!(arrival_guard(Duration::from_secs(1)), Duration::from_millis(50));
         assert_eq!(arrival_guard(Duration::from_secs(60)), Duration::from_millis(720));
         assert!((pacing_share(Duration::from_secs(60)) - 1.0 / 1.012).abs() < 1e-9);
+    }
+
+    #[test]
+    fn after_a_lower_rate_no_window_ending_after_the_change_holds_more_than_the_new_rate() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut pacer = Pacer::new(40, second);
+        let (mut sends, mut now) = (Vec::new(), t0);
+        let switch = t0 + Duration::from_secs(3);
+        let mut retuned = false;
+        while now < t0 + Duration::from_secs(6) {
+            if !retuned && now >= switch {
+                pacer.retune(10, second, now);
+                retuned = true;
+            }
+            match pacer.try_take(now) {
+                Ok(()) => sends.push(now),
+                Err(when) => now = when,
+            }
+        }
+        for (i, send) in sends.iter().enumerate().filter(|(_, t)| **t >= switch) {
+            let in_window = sends[..=i].iter().filter(|t| **t + second > *send).count();
+            assert!(in_window <= 10, "{in_window} sends in the second up to {:?}", *send - t0);
+        }
+        let after = sends.iter().filter(|t| **t >= switch + second).count();
+        assert!((19..=20).contains(&after), "{after} sends in the last two seconds at 10/s");
+    }
+
+    #[test]
+    fn a_higher_rate_takes_effect_for_the_next_sends() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(1, Duration::from_secs(1));
+        assert_eq!(pacer.try_take(t0), Ok(()));
+        assert!(pacer.try_take(t0 + Duration::from_millis(100)).is_err());
+        pacer.retune(10, Duration::from_secs(1), t0 + Duration::from_millis(101));
+        assert_eq!(pacer.try_take(t0 + Duration::from_millis(101)), Ok(()));
+    }
+
+    #[test]
+    fn a_pause_survives_a_new_rate() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer::new(10, Duration::from_secs(1));
+        pacer.pause_until(t0 + Duration::from_secs(2));
+        pacer.retune(20, Duration::from_secs(1), t0 + Duration::from_secs(1));
+        assert_eq!(pacer.try_take(t0 + Duration::from_secs(1)), Err(t0 + Duration::from_secs(2)));
+        let mut expired = Pacer::new(10, Duration::from_secs(1));
+        expired.pause_until(t0 + Duration::from_secs(2));
+        expired.retune(20, Duration::from_secs(1), t0 + Duration::from_secs(3));
+        assert_eq!(expired.try_take(t0 + Duration::from_secs(3)), Ok(()), "a pause that ended is forgotten");
+    }
+
+    #[test]
+    fn retuned_keyed_buckets_keep_what_each_key_used() {
+        let t0 = Instant::now();
+        let mut buckets = KeyedBuckets::new(TokenBucket::new(1, Duration::from_secs(6), 1));
+        assert_eq!(buckets.try_take(&"ana", t0), Ok(()));
+        buckets.retune(TokenBucket::new(1, Duration::from_secs(6), 2));
+        assert_eq!(buckets.try_take(&"ana", t0), Ok(()), "the larger burst applies to a known key");
+        assert!(buckets.try_take(&"ana", t0).is_err(), "but what it used still counts");
+        assert_eq!(buckets.try_take(&"rui", t0), Ok(()));
+        assert_eq!(buckets.try_take(&"rui", t0), Ok(()), "a new key gets the new burst");
     }
 
     #[test]

@@ -573,3 +573,51 @@ async fn a_token_rejected_again_after_its_refresh_makes_the_channel_not_ready() 
     assert_eq!(lp.message(&id).await["status"], "sending");
     assert_eq!(lp.sends("linkedin").await.len(), 2, "one attempt, one refresh, one retry");
 }
+
+/// Polls the daemon's log until `n` reloads have been applied.
+fn wait_for_reloads(daemon: &Daemon, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while daemon.log().matches("Configuration reloaded.").count() < n {
+        assert!(Instant::now() < deadline, "reload {n} not applied; log:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_reloaded_access_token_is_used_for_the_next_sends_and_nothing_queued_is_lost() {
+    let lp = Loop::start(Rates::default(), &["--no-receipts"]);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "facebook", &messenger_inbound("m_reload")).await.0, 200);
+    let conversation = lp.conversation_of("facebook").await;
+    let port: u16 = lp.daemon.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let configure_page_token = |token: &str| {
+        let config = loop_config(&lp.daemon.dir.join("store"), port, &lp.sandbox.addr, Rates::default())
+            .replace(&format!("page_access_token = \"{PAGE_TOKEN}\""), &format!("page_access_token = \"{token}\""));
+        std::fs::write(&lp.daemon.config_path, config).unwrap();
+        lp.daemon.hangup();
+    };
+
+    // A token the platform does not know: the channel checks it at once and stops sending.
+    configure_page_token("revoked-page-token");
+    wait_for_reloads(&lp.daemon, 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = lp.client.get(lp.daemon.url("/ready")).send().await.unwrap();
+        let ready: Value = response.json().await.unwrap();
+        if ready["not_ready"] == json!(["channel.facebook"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new token was not checked: {ready}\n{}", lp.daemon.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = lp.reply(&conversation, "It ships today.").await;
+
+    // The right token again, without a restart: the reply that waited is sent, once.
+    configure_page_token(PAGE_TOKEN);
+    wait_for_reloads(&lp.daemon, 2);
+    lp.wait_for(&id, &["sent"], Duration::from_secs(30)).await;
+    let sends = lp.sends("facebook").await;
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0]["body"]["message"]["text"], "It ships today.");
+    let ready = lp.client.get(lp.daemon.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}

@@ -41,7 +41,7 @@ const FINISHED_MEMORY: usize = 10_000;
 pub struct ChannelActor;
 
 /// How a channel gets and checks its credential.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TokenSource {
     /// Graph API: `debug_token` with the app token; an optional short-lived user token is exchanged
     /// for a long-lived one and used to fetch a never-expiring Page token.
@@ -121,6 +121,8 @@ pub struct ChannelState {
     in_flight: HashSet<String>,
     wake_at: Option<Instant>,
     wake: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ChannelMsg>>>>,
+    /// The timer of periodic token checks (restarted when the interval is reconfigured).
+    token_checks: Option<tokio::task::JoinHandle<()>>,
     sent: u64,
     failed: u64,
     retried: u64,
@@ -400,6 +402,59 @@ impl ChannelActor {
         for id in finished {
             state.finish(&id);
         }
+        Self::pump(myself, state);
+    }
+
+    /// (Re)starts the periodic token check at the configured interval.
+    fn schedule_token_checks(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
+        if let Some(timer) = state.token_checks.take() {
+            timer.abort();
+        }
+        let every = Duration::from_secs(state.args.send.outbound.token_check_interval_secs);
+        state.token_checks = Some(myself.send_interval(every, || ChannelMsg::CheckToken { after_rejection: false }));
+    }
+
+    /// Takes new send settings from a reload. The queues are untouched: nothing queued is lost,
+    /// requests in flight finish with the settings they started with, and the next sends use the
+    /// new ones (rate, credentials, API address, timeouts, retry policy).
+    fn reconfigure(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, send: SendSettings) {
+        let platform = state.args.platform;
+        let old = std::mem::replace(&mut state.args.send, send);
+        let new = &state.args.send;
+        let now = Instant::now();
+        if (old.rate, old.period) != (new.rate, new.period) {
+            state.limiter.retune(new.rate, new.period, now);
+        }
+        if old.per_recipient != new.per_recipient {
+            state.recipients = match (state.recipients.take(), new.per_recipient) {
+                (Some(mut buckets), Some((interval, burst))) => {
+                    buckets.retune(TokenBucket::new(1, interval, burst));
+                    Some(buckets)
+                }
+                (None, Some((interval, burst))) => Some(KeyedBuckets::new(TokenBucket::new(1, interval, burst))),
+                (_, None) => None,
+            };
+        }
+        if old.outbound.request_timeout_secs != new.outbound.request_timeout_secs {
+            state.client = outbound::client(Duration::from_secs(new.outbound.request_timeout_secs));
+        }
+        let token_changed = old.token != new.token;
+        let credentials_changed = token_changed || old.token_source != new.token_source || old.api_base != new.api_base;
+        if old.outbound.token_check_interval_secs != new.outbound.token_check_interval_secs {
+            Self::schedule_token_checks(myself, state);
+        }
+        if token_changed {
+            // A token kept from an earlier refresh was derived from the old configured one.
+            state.token = state.args.send.token.clone();
+            state.token_expires_at = None;
+        }
+        if credentials_changed {
+            if state.broken.take().is_some() {
+                tracing::info!(message = "New credentials configured; checking them before sending again.", %platform);
+            }
+            Self::check_token(myself, state, false);
+        }
+        tracing::info!(message = "Send settings reloaded.", %platform, queued = state.queued(), credentials_changed);
         Self::pump(myself, state);
     }
 
@@ -689,6 +744,7 @@ impl Actor for ChannelActor {
             in_flight: HashSet::new(),
             wake_at: None,
             wake: None,
+            token_checks: None,
             sent: 0,
             failed: 0,
             retried: 0,
@@ -712,9 +768,15 @@ impl Actor for ChannelActor {
         Self::reload_outbox(state).await;
         Self::check_token(&myself, state, false);
         myself.send_interval(RELOAD_EVERY, || ChannelMsg::ReloadOutbox);
-        let every = Duration::from_secs(state.args.send.outbound.token_check_interval_secs);
-        myself.send_interval(every, || ChannelMsg::CheckToken { after_rejection: false });
+        Self::schedule_token_checks(&myself, state);
         Self::pump(&myself, state);
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(timer) = state.token_checks.take() {
+            timer.abort();
+        }
         Ok(())
     }
 
@@ -787,6 +849,7 @@ impl Actor for ChannelActor {
             ChannelMsg::GetStatus(reply) => {
                 let _ = reply.send(state.status());
             }
+            ChannelMsg::Reconfigure(send) => Self::reconfigure(&myself, state, *send),
         }
         Ok(())
     }

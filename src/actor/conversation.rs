@@ -266,6 +266,9 @@ impl Actor for ConversationActor {
                     let _ = reply.send(Err(PersistError(e.to_string())));
                 }
             },
+            ConversationMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
             #[cfg(test)]
             ConversationMsg::Panic => panic!("conversation actor asked to panic by a test"),
         }

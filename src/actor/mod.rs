@@ -72,6 +72,9 @@ pub enum ChannelMsg {
     TokenChecked(TokenCheck),
     /// Readiness and counts for `/ready` and `/metrics`.
     GetStatus(RpcReplyPort<ChannelStatus>),
+    /// A configuration reload: send with these settings from now on. Queued messages stay queued;
+    /// a new rate applies to the next sends.
+    Reconfigure(Box<channel::SendSettings>),
 }
 
 /// The result of a token check or refresh.
@@ -154,6 +157,8 @@ pub enum ConversationMsg {
     LoadToken { platform: Platform, reply: RpcReplyPort<ReadResult<Option<StoredToken>>> },
     /// Keep a refreshed token; answer after it is durable.
     SaveToken { platform: Platform, token: StoredToken, reply: RpcReplyPort<Result<(), PersistError>> },
+    /// The watchdog heartbeat: answered at once, so an answer means the actor is not stuck.
+    Ping(RpcReplyPort<()>),
     /// Test only: panic inside the handler, to exercise supervision.
     #[cfg(test)]
     Panic,
@@ -165,4 +170,7 @@ pub enum SupervisorMsg {
     Respawn(supervisor::Child),
     /// Stop the children in order (channels, then the store's final flush) and answer.
     ShutDown { reply: RpcReplyPort<()> },
+    /// A configuration reload: keep these channel arguments for restarts and hand each running
+    /// channel its new send settings.
+    Reconfigure { channels: Vec<channel::ChannelArgs> },
 }

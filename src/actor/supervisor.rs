@@ -225,6 +225,19 @@ impl Actor for Supervisor {
                 }
                 let _ = reply.send(());
             }
+            SupervisorMsg::Reconfigure { channels } => {
+                for args in channels {
+                    let platform = args.platform;
+                    // A channel restarted later starts with these, not with what it began with.
+                    let send = Box::new(args.send.clone());
+                    state.channels.insert(platform, args);
+                    if let Some(channel) = super::channel_actor(platform)
+                        && let Err(e) = channel.cast(super::ChannelMsg::Reconfigure(send))
+                    {
+                        tracing::warn!(message = "A channel missed its new settings; it gets them when it restarts.", %platform, error = %e);
+                    }
+                }
+            }
         }
         Ok(())
     }

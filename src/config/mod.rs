@@ -3,6 +3,7 @@
 //! problem is reported as one line naming the key and where its value came from.
 
 mod env;
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::model::Platform;
 use crate::secret::Secret;
 
 pub use env::LEGACY_VARIABLES;
+pub use reload::{KeyFingerprints, ReloadPlan, applies_live, plan_reload};
 
 /// The shipped defaults, compiled in: the lowest layer and the reference for every key.
 pub const DEFAULTS: &str = include_str!("defaults.toml");
@@ -295,6 +297,8 @@ pub struct Setting {
 pub struct LoadedConfig {
     pub config: Config,
     pub settings: Vec<Setting>,
+    /// A digest of each key's value, for telling what a reload changed.
+    pub fingerprints: KeyFingerprints,
 }
 
 /// Why the configuration cannot be used: one line per problem, each naming key and source.
@@ -341,10 +345,12 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         return Err(ConfigError { problems });
     }
     let mut settings = Vec::new();
+    let mut fingerprints = KeyFingerprints::default();
     if let Ok(root) = figment.find_value("") {
         collect_settings(&figment, "", &root, &mut settings);
+        fingerprints = KeyFingerprints::of(&root);
     }
-    Ok(LoadedConfig { config, settings })
+    Ok(LoadedConfig { config, settings, fingerprints })
 }
 
 /// Checks what types alone cannot. `source_of(key)` says where a key's value came from.

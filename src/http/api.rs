@@ -84,8 +84,9 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             "the body must be sent with `content-type: application/json`",
         ));
     }
-    let limit = state.config.server.max_body_bytes;
-    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    let config = state.config();
+    let limit = config.server.max_body_bytes;
+    let timeout = Duration::from_secs(config.server.request_timeout_secs);
     let bytes = super::body::read_limited(request, limit, timeout).await?;
     serde_json::from_slice(&bytes).map_err(|e| bad_request("bad_json", &format!("the body is not valid: {e}")))
 }
@@ -105,7 +106,7 @@ fn authorised<B>(state: &HttpState, request: &Request<B>) -> bool {
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     // An empty configured token matches nothing: the API refuses every call (CONTRACT.md).
-    presented.is_some_and(|token| state.config.api.token.matches(token))
+    presented.is_some_and(|token| state.config().api.token.matches(token))
 }
 
 fn page_request(query: &str) -> Result<PageRequest, Response<Body>> {

@@ -13,8 +13,8 @@ mod webhook;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -35,7 +35,8 @@ use crate::model::Platform;
 
 /// What every request handler shares.
 pub struct HttpState {
-    pub config: Arc<Config>,
+    /// Swapped whole by a reload (`SIGHUP`); each request reads it once through [`HttpState::config`].
+    config: RwLock<Arc<Config>>,
     /// The process's metrics (`crate::metrics::metrics()`).
     pub metrics: &'static Metrics,
     /// Webhooks in progress; see `server.max_inflight_webhooks`.
@@ -50,19 +51,30 @@ impl HttpState {
     pub fn new(config: Arc<Config>) -> Self {
         let permits = config.server.max_inflight_webhooks;
         HttpState {
-            config,
+            config: RwLock::new(config),
             metrics: crate::metrics::metrics(),
             webhook_permits: Arc::new(Semaphore::new(permits)),
             deliveries: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
+
+    /// The configuration in force now: a request that holds it sees one consistent version.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Puts a reloaded configuration in force for every request that starts from now on.
+    pub fn replace_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in flight finish (up to
 /// `server.shutdown_grace_secs`), and returns.
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl Future<Output = ()>) {
-    let server = &state.config.server;
+    let config = state.config();
+    let server = &config.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently drops its header timeout (STACK.md §2): slow-header clients
     // would hold connections forever.
@@ -147,7 +159,7 @@ async fn dispatch(state: &HttpState, request: Request<Incoming>) -> Response<Bod
             let Ok(platform) = name.parse::<Platform>() else {
                 return response::error(StatusCode::NOT_FOUND, "not_found", &format!("no webhook route for `{name}`"));
             };
-            if !state.config.enabled(platform) {
+            if !state.config().enabled(platform) {
                 return response::error(
                     StatusCode::NOT_FOUND,
                     "platform_disabled",
@@ -173,7 +185,7 @@ fn only_get<B>(request: &Request<B>, answer: impl FnOnce() -> Response<Body>) ->
 /// Each enabled platform's channel status, `None` where the actor is down or does not answer.
 async fn channel_statuses(state: &HttpState) -> Vec<(Platform, Option<ChannelStatus>)> {
     let mut out = Vec::new();
-    for platform in state.config.enabled_platforms() {
+    for platform in state.config().enabled_platforms() {
         let status = match channel_actor(platform) {
             Some(actor) => match actor.call(ChannelMsg::GetStatus, Some(Duration::from_secs(2))).await {
                 Ok(CallResult::Success(status)) => Some(status),

@@ -85,7 +85,7 @@ pub async fn start(state: &HttpState, body: NewMessageBody) -> Response<Body> {
         Ok(contact) => contact,
         Err(reason) => return unprocessable("bad_recipient", &reason),
     };
-    let target = ConversationTarget { platform, account_id: state.config.account_id(platform), contact_id: contact };
+    let target = ConversationTarget { platform, account_id: state.config().account_id(platform), contact_id: contact };
     enqueue(state, target, body.content).await
 }
 
@@ -113,10 +113,10 @@ fn normalise_recipient(platform: Platform, to: &str) -> Result<String, String> {
 
 async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody) -> Response<Body> {
     let platform = target.platform;
-    if !state.config.enabled(platform) {
+    if !state.config().enabled(platform) {
         return unprocessable("platform_disabled", &format!("{platform} is not enabled on this server"));
     }
-    let args = crate::app::channel_args(&state.config, platform);
+    let args = crate::app::channel_args(&state.config(), platform);
     if !args.send.has_credentials() {
         return unprocessable(
             "sending_not_configured",
@@ -164,7 +164,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
         return response::unavailable("the channel is restarting", 1);
     };
     match channel.call(ChannelMsg::GetStatus, Some(Duration::from_secs(5))).await {
-        Ok(CallResult::Success(status)) if status.queued >= state.config.outbound.max_queued => {
+        Ok(CallResult::Success(status)) if status.queued >= state.config().outbound.max_queued => {
             return response::error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "queue_full",
@@ -177,7 +177,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
     let Some(store) = conversation_actor() else {
         return response::unavailable("the store is restarting", 1);
     };
-    let retry_deadline_ms = (state.config.outbound.retry_deadline_secs as i64).saturating_mul(1000);
+    let retry_deadline_ms = (state.config().outbound.retry_deadline_secs as i64).saturating_mul(1000);
     let queued = store
         .call(|reply| ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply }, Some(ENQUEUE_DEADLINE))
         .await;

@@ -21,8 +21,8 @@ const STORE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// `GET /webhooks/{platform}`: the subscription handshake.
 pub fn handshake(state: &HttpState, platform: Platform, query: &str) -> Response<Body> {
-    let secret = state.config.handshake_secret(platform);
-    match platform::verify_handshake(platform, secret, query) {
+    let config = state.config();
+    match platform::verify_handshake(platform, config.handshake_secret(platform), query) {
         Ok(HandshakeReply::Text(challenge)) => {
             tracing::info!(message = "Webhook handshake answered.", %platform);
             response::text(StatusCode::OK, challenge)
@@ -62,8 +62,9 @@ async fn receive_untimed(state: &HttpState, platform: Platform, request: Request
     let header_name = platform::signature_header(platform);
     let signature =
         platform::single_signature_header(request.headers().get_all(header_name).iter().map(|v| v.as_bytes()));
-    let limit = state.config.server.max_body_bytes;
-    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    let config = state.config();
+    let limit = config.server.max_body_bytes;
+    let timeout = Duration::from_secs(config.server.request_timeout_secs);
     let body = match body::read_limited(request, limit, timeout).await {
         Ok(body) => body,
         Err(answer) => {
@@ -77,7 +78,7 @@ async fn receive_untimed(state: &HttpState, platform: Platform, request: Request
     let delivery_id = format!("d{}", state.deliveries.fetch_add(1, Ordering::Relaxed));
     let verified = signature.and_then(|signature| {
         let signed = SignedRequest { signature_header: signature.as_deref(), query: query.as_deref(), body: &body };
-        platform::verify_signature(platform, state.config.signing_secret(platform), &signed)
+        platform::verify_signature(platform, config.signing_secret(platform), &signed)
     });
     match verified {
         Ok(form) => tracing::debug!(message = "Webhook signature verified.", %platform, %delivery_id, form = ?form),

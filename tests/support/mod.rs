@@ -4,6 +4,7 @@
 
 pub mod sandbox;
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -102,11 +103,37 @@ impl Daemon {
         Daemon::start_with(base_config)
     }
 
+    /// Like [`Daemon::start_with`], with extra environment variables (`NOTIFY_SOCKET`, ...).
+    pub fn start_with_env(config: impl FnOnce(&Path) -> String, env: &[(&str, OsString)]) -> Daemon {
+        Daemon::start_in_tempdir(config, env, true)
+    }
+
+    /// Starts the process and returns at once, waiting for nothing: `addr` stays empty until the
+    /// test sets it (from the `READY=1` status line, say).
+    pub fn launch_with_env(config: impl FnOnce(&Path) -> String, env: &[(&str, OsString)]) -> Daemon {
+        Daemon::start_in_tempdir(config, env, false)
+    }
+
+    fn start_in_tempdir(config: impl FnOnce(&Path) -> String, env: &[(&str, OsString)], wait: bool) -> Daemon {
+        let tempdir = tempfile::tempdir().expect("temp dir");
+        let dir = tempdir.path().to_path_buf();
+        let config_path = dir.join("config.toml");
+        std::fs::write(&config_path, config(&dir.join("store"))).expect("write config");
+        let mut daemon = Daemon::spawn_with(dir, config_path, env, wait);
+        daemon._tempdir = Some(tempdir);
+        daemon
+    }
+
     fn spawn(dir: PathBuf, config_path: PathBuf) -> Daemon {
+        Daemon::spawn_with(dir, config_path, &[], true)
+    }
+
+    fn spawn_with(dir: PathBuf, config_path: PathBuf, env: &[(&str, OsString)], wait: bool) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
             .args(["serve", "--config"])
             .arg(&config_path)
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -125,6 +152,9 @@ impl Daemon {
                 log_writer.lock().unwrap().push(line);
             }
         });
+        if !wait {
+            return Daemon { dir, config_path, addr: String::new(), child: Some(child), log, _tempdir: None };
+        }
         let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => addr,
             Err(_) => {
@@ -181,6 +211,31 @@ impl Daemon {
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("daemon is running").id()
+    }
+
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hangup(&self) {
+        let status = Command::new("kill").args(["-HUP", &self.pid().to_string()]).status().expect("run kill");
+        assert!(status.success());
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().expect("wait").is_none())
+    }
+
+    /// Polls the log until a line contains every one of `parts`; returns that line.
+    pub fn wait_for_log(&self, parts: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) =
+                self.log.lock().unwrap().iter().find(|line| parts.iter().all(|part| line.contains(part)))
+            {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {parts:?}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL: no shutdown, no final flush.
