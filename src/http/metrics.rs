@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::actor::ChannelStatus;
+use crate::actor::{ChannelStatus, StoreAvailability, StoreStatus};
 use crate::model::Platform;
-use crate::store::StoreCounts;
+use crate::store::WriteProblem;
 
 /// How a webhook POST ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,33 @@ impl WebhookResult {
             WebhookResult::BadSignature => "bad_signature",
             WebhookResult::TooLarge => "too_large",
             WebhookResult::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Whether the store takes writes, its failed writes and its outages (kept by the conversation
+/// actor across its restarts).
+fn render_store_health(out: &mut String, store: Option<&StoreStatus>) {
+    let writable = store.is_some_and(|s| s.availability == StoreAvailability::Up);
+    let _ = writeln!(
+        out,
+        "# HELP parley_store_writable 1 while the store takes writes, 0 while it refuses them (disk full, read-only, failing) or is down.\n# TYPE parley_store_writable gauge\nparley_store_writable {}",
+        u8::from(writable)
+    );
+    let Some(store) = store else { return };
+    type Counts = fn(&StoreStatus) -> [u64; 2];
+    let series: [(&str, &str, Counts); 2] = [
+        ("parley_store_write_errors_total", "Store writes and flushes that failed, by kind.", |s| s.write_errors),
+        (
+            "parley_store_not_writable_total",
+            "Times the store stopped taking writes (kind=\"full\": the disk filled up), by kind.",
+            |s| s.outages,
+        ),
+    ];
+    for (name, help, counts) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (problem, n) in WriteProblem::ALL.iter().zip(counts(store)) {
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {n}", problem.label());
         }
     }
 }
@@ -71,7 +98,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(
         &self,
-        store: Option<StoreCounts>,
+        store: Option<&StoreStatus>,
         uptime_secs: u64,
         channels: &[(Platform, Option<ChannelStatus>)],
     ) -> String {
@@ -130,7 +157,8 @@ impl Metrics {
                 }
             }
         }
-        if let Some(counts) = store {
+        render_store_health(&mut out, store);
+        if let Some(counts) = store.and_then(|s| s.counts) {
             out.push_str("# HELP parley_store_records Records in the store.\n# TYPE parley_store_records gauge\n");
             let _ = writeln!(out, "parley_store_records{{tree=\"conversations\"}} {}", counts.conversations);
             let _ = writeln!(out, "parley_store_records{{tree=\"messages\"}} {}", counts.messages);

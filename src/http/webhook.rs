@@ -12,7 +12,7 @@ use ractor::rpc::CallResult;
 use super::metrics::WebhookResult;
 use super::response::{self, Body};
 use super::{HttpState, body};
-use crate::actor::{ChannelMsg, WebhookOutcome, channel_actor};
+use crate::actor::{ChannelMsg, PersistError, WebhookOutcome, channel_actor};
 use crate::model::{Platform, Timestamp};
 use crate::platform::{self, HandshakeReply, SignedRequest, VerifyError};
 
@@ -90,8 +90,11 @@ pub async fn receive(state: &HttpState, platform: Platform, request: Request<Inc
         Ok(CallResult::Success(Ok(outcome))) => outcome,
         Ok(CallResult::Success(Err(e))) => {
             state.metrics.webhook(platform, WebhookResult::Unavailable);
-            tracing::error!(message = "Webhook not stored.", %platform, %delivery_id, error = %e);
-            return response::unavailable("the webhook could not be stored", 1);
+            tracing::warn!(message = "Webhook not stored.", %platform, %delivery_id, error = %e);
+            return match e {
+                PersistError::NotWritable(_) => response::store_not_writable("the webhook was not stored"),
+                PersistError::Failed(_) => response::unavailable("the webhook could not be stored", 1),
+            };
         }
         Ok(CallResult::Timeout) => {
             state.metrics.webhook(platform, WebhookResult::Unavailable);

@@ -1,0 +1,217 @@
+//! The store's disk fills up: a real tmpfs, filled to the last byte while the daemon runs.
+//! Webhooks are refused with 503 and `Retry-After` (never a 200 for what is not stored), the
+//! health routes and reads keep answering, SIGTERM still stops the daemon cleanly, and when space
+//! returns the same process accepts again by itself.
+//!
+//! Mounting the tmpfs needs root (or CAP_SYS_ADMIN), as in CI; without it these tests fail and say so.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use support::tmpfs::Tmpfs;
+use support::*;
+
+/// Big enough for the daemon's store and a few hundred webhooks, small enough to fill in a moment.
+const DISK_MIB: u32 = 32;
+/// After the disk is full, the store must refuse within this many webhooks.
+const MAX_WEBHOOKS_UNTIL_REFUSED: usize = 20_000;
+/// Webhooks that must all be refused once the first one was, while the disk stays full.
+const REFUSED_IN_A_ROW: usize = 10;
+/// How long the SIGTERM test keeps sending to a full disk before it stops the daemon.
+const FULL_UNDER_TRAFFIC: Duration = Duration::from_secs(8);
+/// Generous: the daemon recovers within its probe back-off (at most 10 s) of space returning.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(90);
+
+/// One WhatsApp text message from one of a few contacts, with a wamid unique to `seq`.
+fn webhook(seq: usize) -> (String, String) {
+    let wamid = format!("wamid.diskfull.{seq:06}");
+    let sender = format!("55119{:06}", seq % 7);
+    let body =
+        whatsapp_messages(&[(&wamid, &sender, "Disk Full", &format!("message {seq}, padded to a realistic size"))]);
+    (wamid, body)
+}
+
+/// Posts a signed webhook: its status and `Retry-After` header.
+async fn post(client: &reqwest::Client, daemon: &Daemon, body: &str) -> (u16, Option<String>) {
+    let (header, value) = signature_header("whatsapp", body.as_bytes());
+    let response = client
+        .post(daemon.url("/webhooks/whatsapp"))
+        .header(header, value)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the daemon answers every webhook, full disk or not");
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
+    (response.status().as_u16(), retry_after)
+}
+
+/// Sends webhooks until the store refuses one, then checks that it keeps refusing while the disk
+/// is full. Returns the wamids answered 200 and the next sequence number.
+async fn post_until_refused(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    mut seq: usize,
+    acked: &mut Vec<String>,
+) -> usize {
+    let limit = seq + MAX_WEBHOOKS_UNTIL_REFUSED;
+    let mut refused = 0;
+    while refused < REFUSED_IN_A_ROW {
+        assert!(seq < limit, "the store accepted {MAX_WEBHOOKS_UNTIL_REFUSED} webhooks on a full disk");
+        let (wamid, body) = webhook(seq);
+        seq += 1;
+        match post(client, daemon, &body).await {
+            (200, _) => {
+                assert_eq!(refused, 0, "a webhook was answered 200 after the store had refused one, disk still full");
+                acked.push(wamid);
+            }
+            (503, retry_after) => {
+                let secs: u64 = retry_after
+                    .as_deref()
+                    .and_then(|v| v.parse().ok())
+                    .expect("a 503 for a full disk carries Retry-After in seconds");
+                assert!(secs >= 1, "Retry-After {secs}");
+                refused += 1;
+            }
+            (status, _) => panic!("webhook {wamid} answered {status} on a full disk; log:\n{}", daemon.log()),
+        }
+    }
+    seq
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = client
+        .get(url)
+        .bearer_auth(API_TOKEN)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} did not answer within 10 s: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn metrics(client: &reqwest::Client, daemon: &Daemon) -> String {
+    let response = client.get(daemon.url("/metrics")).timeout(Duration::from_secs(10)).send().await.expect("metrics");
+    response.text().await.expect("metrics text")
+}
+
+/// The value of a metric line that starts with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Every acknowledged wamid is in the store, readable through the API.
+async fn assert_all_readable(client: &reqwest::Client, daemon: &Daemon, acked: &[String]) {
+    let stored: HashSet<String> = all_messages(client, daemon)
+        .await
+        .iter()
+        .filter_map(|m| m["platform_message_id"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<&String> = acked.iter().filter(|w| !stored.contains(*w)).collect();
+    assert!(missing.is_empty(), "{} acknowledged webhooks are not readable: {missing:?}", missing.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_webhooks_with_503_keeps_answering_and_recovers_without_a_restart() {
+    let disk = Tmpfs::mount(DISK_MIB);
+    let store = disk.path().join("store");
+    let mut daemon = Daemon::start_with(|_| base_config(&store));
+    let client = client();
+    let mut acked = Vec::new();
+    for seq in 0..20 {
+        let (wamid, body) = webhook(seq);
+        assert_eq!(post(&client, &daemon, &body).await.0, 200);
+        acked.push(wamid);
+    }
+
+    let filler = disk.fill();
+    let seq = post_until_refused(&client, &daemon, 20, &mut acked).await;
+
+    // While the disk is full: alive, not ready (saying why), reads and metrics answer.
+    let (status, health) = get_json(&client, &daemon.url("/health")).await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = get_json(&client, &daemon.url("/ready")).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["store"], "full", "{ready}");
+    assert!(ready["store_reason"].as_str().is_some_and(|r| !r.is_empty()), "{ready}");
+    let (status, listing) = get_json(&client, &daemon.url("/api/conversations")).await;
+    assert!(
+        status == 200 || (status == 503 && listing["error"]["code"].is_string()),
+        "GET /api/conversations answered {status}: {listing}"
+    );
+    let text = metrics(&client, &daemon).await;
+    assert_eq!(metric(&text, "parley_store_writable"), Some(0.0), "{text}");
+    assert!(metric(&text, "parley_store_write_errors_total{kind=\"full\"}").is_some_and(|n| n >= 1.0), "{text}");
+    // A reply cannot be queued either: 503, nothing acknowledged.
+    let reply = client
+        .post(daemon.url("/api/messages"))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({ "platform": "whatsapp", "to": "+55 11 9000 0001", "text": "We are on it." }))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(reply.status().as_u16(), 503);
+    assert!(reply.headers().contains_key("retry-after"));
+
+    // Space returns: the same process takes webhooks again, by itself.
+    disk.free(&filler);
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    let mut seq = seq;
+    loop {
+        let (wamid, body) = webhook(seq);
+        seq += 1;
+        if post(&client, &daemon, &body).await.0 == 200 {
+            acked.push(wamid);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not recover after space returned; log:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(daemon.is_running(), "recovered by a restart, not in place");
+    for _ in 0..20 {
+        let (wamid, body) = webhook(seq);
+        seq += 1;
+        assert_eq!(post(&client, &daemon, &body).await.0, 200);
+        acked.push(wamid);
+    }
+    let (status, ready) = get_json(&client, &daemon.url("/ready")).await;
+    assert_eq!((status, &ready["store"]), (200, &serde_json::json!("up")), "{ready}");
+    assert_eq!(metric(&metrics(&client, &daemon).await, "parley_store_writable"), Some(1.0));
+
+    // Nothing answered 200 is missing: now, and after a clean restart.
+    assert_all_readable(&client, &daemon, &acked).await;
+    assert!(daemon.terminate().success(), "log:\n{}", daemon.log());
+    daemon.start_again();
+    assert_all_readable(&client, &daemon, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_disk_is_full_exits_promptly_with_code_0() {
+    let disk = Tmpfs::mount(DISK_MIB);
+    let store = disk.path().join("store");
+    let mut daemon = Daemon::start_with(|_| base_config(&store));
+    let client = client();
+    let mut acked = Vec::new();
+    let _filler = disk.fill();
+    let mut seq = post_until_refused(&client, &daemon, 0, &mut acked).await;
+    // Stay full under traffic for a while (long enough for failed actors to have been restarted),
+    // then stop.
+    let full_until = Instant::now() + FULL_UNDER_TRAFFIC;
+    while Instant::now() < full_until {
+        let (_, body) = webhook(seq);
+        seq += 1;
+        let (header, value) = signature_header("whatsapp", body.as_bytes());
+        let request = client.post(daemon.url("/webhooks/whatsapp")).header(header, value).body(body);
+        let _ = request.timeout(Duration::from_secs(2)).send().await;
+        let _ = client.get(daemon.url("/ready")).timeout(Duration::from_secs(2)).send().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    // `terminate` fails the test if the daemon has not exited within 30 s.
+    let status = daemon.terminate();
+    assert!(status.success(), "exit status {status:?} after SIGTERM on a full disk; log:\n{}", daemon.log());
+    println!("SIGTERM on a full disk: exited in {:?}", started.elapsed());
+}
