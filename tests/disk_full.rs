@@ -215,3 +215,129 @@ async fn sigterm_while_the_disk_is_full_exits_promptly_with_code_0() {
     assert!(status.success(), "exit status {status:?} after SIGTERM on a full disk; log:\n{}", daemon.log());
     println!("SIGTERM on a full disk: exited in {:?}", started.elapsed());
 }
+
+/// The daemon's config with only WhatsApp on, sending through the sandbox at `sandbox`.
+fn sending_config(store: &std::path::Path, port: u16, sandbox: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+shutdown_grace_secs = 5
+
+[storage]
+path = "{store}"
+cache_bytes = 16777216
+
+[api]
+token = "{API_TOKEN}"
+
+[outbound]
+initial_backoff_ms = 50
+max_backoff_ms = 2000
+retry_deadline_secs = 600
+
+[whatsapp]
+enabled = true
+app_secret = "{WHATSAPP_SECRET}"
+verify_token = "{WHATSAPP_VERIFY}"
+phone_number_id = "{PHONE_NUMBER_ID}"
+access_token = "test-wa-token"
+api_base = "http://{sandbox}/v23.0"
+"#,
+        store = store.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_in_flight_when_the_disk_fills_are_recorded_once_it_recovers_and_sent_once() {
+    use support::sandbox::Sandbox;
+    const RECIPIENTS: [&str; 3] = ["5511900000101", "5511900000102", "5511900000103"];
+
+    let disk = Tmpfs::mount(DISK_MIB);
+    let store = disk.path().join("store");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox_config = dir.path().join("sandbox.toml");
+    std::fs::write(&sandbox_config, sending_config(&dir.path().join("unused"), port, "127.0.0.1:9")).unwrap();
+    let parley_url = format!("http://127.0.0.1:{port}");
+    let sandbox = Sandbox::start_owning(&sandbox_config, &["--parley-url", &parley_url], dir);
+    let mut daemon = Daemon::start_with(|_| sending_config(&store, port, &sandbox.addr));
+    let client = client();
+
+    // Every reply's send request is held for a while by the sandbox, so that the disk fills up
+    // while they are in flight: their `sent` comes back while the store cannot be written.
+    let fault = serde_json::json!({ "platform": "whatsapp", "kind": "slow", "count": RECIPIENTS.len(), "delay_ms": 4000 });
+    let response = client.post(sandbox.url("/_sandbox/faults")).json(&fault).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut ids = Vec::new();
+    for to in RECIPIENTS {
+        let response = client
+            .post(daemon.url("/api/messages"))
+            .bearer_auth(API_TOKEN)
+            .json(&serde_json::json!({ "platform": "whatsapp", "to": to, "text": format!("Your parcel for {to} ships today.") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        ids.push(body["message"]["id"].as_str().unwrap().to_owned());
+    }
+    let filler = disk.fill();
+    let mut acked = Vec::new();
+    let seq = post_until_refused(&client, &daemon, 0, &mut acked).await;
+    // The platform accepts them while the store refuses writes: their `sent` has to wait.
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    while metric(&metrics(&client, &daemon).await, "parley_messages_sent_total{platform=\"whatsapp\"}")
+        != Some(RECIPIENTS.len() as f64)
+    {
+        assert!(Instant::now() < deadline, "the replies in flight were never answered; log:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    disk.free(&filler);
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    let mut seq = seq;
+    loop {
+        let (_, body) = webhook(seq);
+        seq += 1;
+        if post(&client, &daemon, &body).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not recover; log:\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Each reply's sending is recorded, and the outbox is empty: nothing is left to send again.
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    for id in &ids {
+        loop {
+            let (status, message) = get_json(&client, &daemon.url(&format!("/api/messages/{id}"))).await;
+            assert_eq!(status, 200, "{message}");
+            if ["sent", "delivered", "read"].contains(&message["status"].as_str().unwrap_or_default()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "reply {id} stayed {message}; log:\n{}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let text = metrics(&client, &daemon).await;
+    assert_eq!(metric(&text, "parley_outbox_queued{platform=\"whatsapp\"}"), Some(0.0), "{text}");
+
+    // After a restart nothing is queued again (the outbox is read at start).
+    assert!(daemon.terminate().success());
+    daemon.start_again();
+    let text = metrics(&client, &daemon).await;
+    assert_eq!(metric(&text, "parley_outbox_queued{platform=\"whatsapp\"}"), Some(0.0), "{text}");
+    let journal: serde_json::Value =
+        client.get(sandbox.url("/_sandbox/requests?platform=whatsapp")).send().await.unwrap().json().await.unwrap();
+    for to in RECIPIENTS {
+        let sends = journal["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap_or("").ends_with("/messages"))
+            .filter(|r| r.to_string().contains(to))
+            .count();
+        assert_eq!(sends, 1, "the reply to {to} was sent {sends} times");
+    }
+}
