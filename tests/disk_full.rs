@@ -48,14 +48,17 @@ async fn post(client: &reqwest::Client, daemon: &Daemon, body: &str) -> (u16, Op
     (response.status().as_u16(), retry_after)
 }
 
-/// Sends webhooks until the store refuses one, then checks that it keeps refusing while the disk
-/// is full. Returns the wamids answered 200 and the next sequence number.
-async fn post_until_refused(
+/// Fills the disk and sends webhooks until the store refuses one, then checks that it keeps
+/// refusing while the disk stays full (topped up after each refusal, in case sled gave some space
+/// back). Records the wamids answered 200; returns the next sequence number.
+async fn fill_until_refused(
     client: &reqwest::Client,
     daemon: &Daemon,
+    disk: &Tmpfs,
     mut seq: usize,
     acked: &mut Vec<String>,
 ) -> usize {
+    disk.fill();
     let limit = seq + MAX_WEBHOOKS_UNTIL_REFUSED;
     let mut refused = 0;
     while refused < REFUSED_IN_A_ROW {
@@ -74,6 +77,7 @@ async fn post_until_refused(
                     .expect("a 503 for a full disk carries Retry-After in seconds");
                 assert!(secs >= 1, "Retry-After {secs}");
                 refused += 1;
+                disk.fill();
             }
             (status, _) => panic!("webhook {wamid} answered {status} on a full disk; log:\n{}", daemon.log()),
         }
@@ -127,8 +131,7 @@ async fn a_full_disk_refuses_webhooks_with_503_keeps_answering_and_recovers_with
         acked.push(wamid);
     }
 
-    let filler = disk.fill();
-    let seq = post_until_refused(&client, &daemon, 20, &mut acked).await;
+    let seq = fill_until_refused(&client, &daemon, &disk, 20, &mut acked).await;
 
     // While the disk is full: alive, not ready (saying why), reads and metrics answer.
     let (status, health) = get_json(&client, &daemon.url("/health")).await;
@@ -157,7 +160,7 @@ async fn a_full_disk_refuses_webhooks_with_503_keeps_answering_and_recovers_with
     assert!(reply.headers().contains_key("retry-after"));
 
     // Space returns: the same process takes webhooks again, by itself.
-    disk.free(&filler);
+    disk.free();
     let deadline = Instant::now() + RECOVERY_DEADLINE;
     let mut seq = seq;
     loop {
@@ -195,8 +198,7 @@ async fn sigterm_while_the_disk_is_full_exits_promptly_with_code_0() {
     let mut daemon = Daemon::start_with(|_| base_config(&store));
     let client = client();
     let mut acked = Vec::new();
-    let _filler = disk.fill();
-    let mut seq = post_until_refused(&client, &daemon, 0, &mut acked).await;
+    let mut seq = fill_until_refused(&client, &daemon, &disk, 0, &mut acked).await;
     // Stay full under traffic for a while (long enough for failed actors to have been restarted),
     // then stop.
     let full_until = Instant::now() + FULL_UNDER_TRAFFIC;
@@ -266,7 +268,8 @@ async fn replies_in_flight_when_the_disk_fills_are_recorded_once_it_recovers_and
 
     // Every reply's send request is held for a while by the sandbox, so that the disk fills up
     // while they are in flight: their `sent` comes back while the store cannot be written.
-    let fault = serde_json::json!({ "platform": "whatsapp", "kind": "slow", "count": RECIPIENTS.len(), "delay_ms": 4000 });
+    let fault =
+        serde_json::json!({ "platform": "whatsapp", "kind": "slow", "count": RECIPIENTS.len(), "delay_ms": 4000 });
     let response = client.post(sandbox.url("/_sandbox/faults")).json(&fault).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut ids = Vec::new();
@@ -282,9 +285,8 @@ async fn replies_in_flight_when_the_disk_fills_are_recorded_once_it_recovers_and
         let body: serde_json::Value = response.json().await.unwrap();
         ids.push(body["message"]["id"].as_str().unwrap().to_owned());
     }
-    let filler = disk.fill();
     let mut acked = Vec::new();
-    let seq = post_until_refused(&client, &daemon, 0, &mut acked).await;
+    let seq = fill_until_refused(&client, &daemon, &disk, 0, &mut acked).await;
     // The platform accepts them while the store refuses writes: their `sent` has to wait.
     let deadline = Instant::now() + RECOVERY_DEADLINE;
     while metric(&metrics(&client, &daemon).await, "parley_messages_sent_total{platform=\"whatsapp\"}")
@@ -294,7 +296,7 @@ async fn replies_in_flight_when_the_disk_fills_are_recorded_once_it_recovers_and
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    disk.free(&filler);
+    disk.free();
     let deadline = Instant::now() + RECOVERY_DEADLINE;
     let mut seq = seq;
     loop {

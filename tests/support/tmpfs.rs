@@ -43,22 +43,22 @@ impl Tmpfs {
         &self.mount_point
     }
 
-    /// Fills the filesystem to the last byte with a file, and returns its path.
-    pub fn fill(&self) -> PathBuf {
+    /// Fills the filesystem to the last byte with a file (growing it if it exists: call it again
+    /// to take back what was freed meanwhile).
+    pub fn fill(&self) {
         let path = self.mount_point.join("filler");
-        let mut file = std::fs::File::create(&path).expect("create the filler");
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).expect("open the filler");
         // Big chunks first, then single pages, until the filesystem refuses.
         for chunk in [1 << 20, 4096] {
             let bytes = vec![0xa5u8; chunk];
             while file.write_all(&bytes).is_ok() {}
         }
         let _ = file.sync_all();
-        path
     }
 
     /// Frees what `fill` took.
-    pub fn free(&self, filler: &Path) {
-        std::fs::remove_file(filler).expect("remove the filler");
+    pub fn free(&self) {
+        std::fs::remove_file(self.mount_point.join("filler")).expect("remove the filler");
     }
 }
 
