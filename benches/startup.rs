@@ -14,8 +14,10 @@
 //! the WhatsApp module, stored in groups of 16 (`ingest_group`, one atomic batch per group, as
 //! the conversation actor stores them under load) and flushed every 4 groups. Then the release
 //! binary is started on it `--runs` times: the time from spawn to the first `/health` 200 and the
-//! first `/ready` 200, and from SIGTERM to exit, with the medians. Page cache warm (the store was
-//! just built or read); the numbers are wall-clock on whatever else the machine is doing.
+//! first `/ready` 200, and from SIGTERM to exit, with the medians. When the store was built in the
+//! same invocation, run 1 is the first open of a store written in one long session (sled replays
+//! all of its log then) and the medians are of the restarts after it. Page cache warm (the store
+//! was just built or read); the numbers are wall-clock on whatever else the machine is doing.
 
 #[allow(dead_code)] // the async client helpers serve the other benches
 mod common;
@@ -80,11 +82,12 @@ fn main() {
             .join(format!("startup-store-{}x{}-schema{SCHEMA_VERSION}", options.messages, options.contacts))
     });
     let complete = store.with_extension("complete");
-    if complete.exists() {
-        println!("store: {} (built earlier)", store.display());
-    } else {
+    let built_now = !complete.exists();
+    if built_now {
         build_store(&store, options.messages, options.contacts);
         std::fs::write(&complete, b"").expect("mark the store complete");
+    } else {
+        println!("store: {} (built earlier)", store.display());
     }
     println!(
         "store: {} WhatsApp webhooks from {} contacts, {:.2} GiB on disk",
@@ -122,13 +125,22 @@ fn main() {
         ready.push(to_ready);
         sigterm.push(to_exit);
     }
-    for list in [&mut health, &mut ready, &mut sigterm] {
-        list.sort();
+    if built_now {
+        println!(
+            "\nrun 1 is the first open since the store was written: sled 0.34 writes its snapshot only when it \
+             opens, so that open replays the whole log written since the previous one (here: all of it)"
+        );
     }
-    let median = |list: &[Duration]| ms(percentile(list, 0.5).expect("at least one run"));
+    let restarts = if built_now && options.runs > 1 { 1 } else { 0 };
+    let median = |list: &[Duration]| {
+        let mut list = list[restarts..].to_vec();
+        list.sort();
+        ms(percentile(&list, 0.5).expect("at least one run"))
+    };
     println!(
-        "\nmedian of {} runs: first /health 200 after {:.0} ms, first /ready 200 after {:.0} ms, SIGTERM to exit {:.0} ms",
-        options.runs,
+        "\nmedian of {} runs{}: first /health 200 after {:.0} ms, first /ready 200 after {:.0} ms, SIGTERM to exit {:.0} ms",
+        options.runs - restarts,
+        if restarts == 1 { " (2 and later: restarts)" } else { "" },
         median(&health),
         median(&ready),
         median(&sigterm)
