@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
-use crate::actor::conversation::ConversationArgs;
+use crate::actor::conversation::{ConversationArgs, StoreLocation};
 use crate::actor::supervisor::{Supervisor, SupervisorArgs};
 use crate::actor::{SUPERVISOR_ACTOR, SupervisorMsg};
 use crate::config::{self, Config, LoadedConfig};
@@ -51,7 +51,8 @@ pub fn serve(config_path: &Path) -> ExitCode {
         }
     };
     let code = runtime.block_on(run(config_path, loaded, log));
-    // Do not wait for stray tasks (a flush racing the exit is covered by the final flush above).
+    // Do not wait for stray tasks (a flush racing the exit is covered by the conversation actor's
+    // final flush).
     runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
 }
@@ -64,7 +65,11 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     let mut terminations = Terminations::register();
     let config = Arc::new(loaded.config.clone());
     warn_about_development_secrets(&config);
-    let store = match Store::open(&config.storage.path, config.storage.cache_bytes) {
+    // Off the async workers: opening reads sled's log, and a migration reads the whole store once.
+    let location = StoreLocation { path: config.storage.path.clone(), cache_bytes: config.storage.cache_bytes };
+    let opening = location.clone();
+    let opened = tokio::task::spawn_blocking(move || Store::open(&opening.path, opening.cache_bytes)).await;
+    let store = match opened.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())) {
         Ok(store) => store,
         Err(e) => {
             notifier.status(&format!("cannot open the store: {e}"));
@@ -75,7 +80,8 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
     let channels = config.enabled_platforms().into_iter().map(|platform| channel_args(&config, platform)).collect();
     let args = SupervisorArgs {
-        conversation: ConversationArgs { store: store.clone() },
+        // The conversation actor owns the store from here on; nothing else keeps a handle.
+        conversation: ConversationArgs::new(store, location),
         channels,
         limits: config.supervisor.clone(),
         fatal: fatal_tx,
@@ -92,7 +98,7 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
         Err(e) => {
             notifier.status(&format!("cannot listen on {}: {e}", config.server.listen));
             startup_failure("server.listen", &format!("cannot listen on {}: {e}", config.server.listen));
-            stop_actors(&supervisor, supervisor_done, &store).await;
+            stop_actors(&supervisor, supervisor_done).await;
             return EXIT_RUNTIME;
         }
     };
@@ -136,7 +142,7 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     }
     let _ = stop_tx.send(());
     let _ = server.await;
-    stop_actors(&supervisor, supervisor_done, &store).await;
+    stop_actors(&supervisor, supervisor_done).await;
     tracing::info!(message = "Stopped.", exit_code = code);
     code
 }
@@ -337,14 +343,12 @@ pub fn channel_args(config: &Config, platform: Platform) -> ChannelArgs {
     }
 }
 
-/// Channels drain into the store, the store flushes, then the supervisor stops.
-async fn stop_actors(supervisor: &ractor::ActorRef<SupervisorMsg>, done: tokio::task::JoinHandle<()>, store: &Store) {
+/// Channels drain into the store, the store flushes (the conversation actor's `post_stop`; sled
+/// flushes once more when its last handle is dropped), then the supervisor stops.
+async fn stop_actors(supervisor: &ractor::ActorRef<SupervisorMsg>, done: tokio::task::JoinHandle<()>) {
     let _ = ractor::call_t!(supervisor, |reply| SupervisorMsg::ShutDown { reply }, 30_000);
     supervisor.stop(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), done).await;
-    if let Err(e) = store.flush().await {
-        tracing::error!(message = "Final flush failed.", error = %e);
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT, with the signal's name.

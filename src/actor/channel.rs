@@ -107,6 +107,8 @@ pub struct ChannelState {
     broken: Option<String>,
     /// A token check or refresh is under way; sending waits for it after a rejection.
     refreshing: bool,
+    /// False while the store cannot be written: sending waits, so that every `sent` is recorded.
+    store_writable: bool,
     limiter: Pacer,
     recipients: Option<KeyedBuckets<String>>,
     queues: HashMap<String, VecDeque<Pending>>,
@@ -212,7 +214,7 @@ fn fingerprint(secret: &Secret) -> String {
 impl ChannelActor {
     /// Sends what may be sent now; schedules a wake-up for what must wait.
     fn pump(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
-        if state.broken.is_some() || state.refreshing {
+        if state.broken.is_some() || state.refreshing || !state.store_writable {
             return;
         }
         let now = Instant::now();
@@ -734,6 +736,7 @@ impl Actor for ChannelActor {
             token_expires_at: None,
             broken: None,
             refreshing: false,
+            store_writable: true,
             limiter,
             recipients,
             queues: HashMap::new(),
@@ -799,7 +802,7 @@ impl Actor for ChannelActor {
                         });
                 let Some(store) = conversation_actor() else {
                     tracing::warn!(message = "Store is restarting; webhook refused.", %platform, %delivery_id);
-                    let _ = reply.send(Err(PersistError("the store is restarting".into())));
+                    let _ = reply.send(Err(PersistError::Failed("the store is restarting".into())));
                     return Ok(());
                 };
                 let request = match parsed {
@@ -850,6 +853,13 @@ impl Actor for ChannelActor {
                 let _ = reply.send(state.status());
             }
             ChannelMsg::Reconfigure(send) => Self::reconfigure(&myself, state, *send),
+            ChannelMsg::StoreWritable(writable) => {
+                if writable != state.store_writable {
+                    tracing::info!(message = if writable { "Store writable again; sending resumes." } else { "Store not writable; sending paused." }, platform = %state.args.platform);
+                }
+                state.store_writable = writable;
+                Self::pump(&myself, state);
+            }
         }
         Ok(())
     }

@@ -1,20 +1,96 @@
 //! The conversation actor: owns the store, persists inbound events, answers reads, and runs group
 //! commit so that concurrent webhooks share one flush and each is answered only after the flush
 //! that covers its write.
+//!
+//! When the store cannot be written (a full disk, a read-only or failing filesystem) the actor
+//! does not fail: the supervisor would restart it into the same error until the restart budget
+//! ran out. It refuses writes with [`PersistError::NotWritable`] (HTTP answers 503 with
+//! `Retry-After`), keeps answering reads from what sled can still read, keeps the status changes
+//! of sent messages for later and pauses the channels' sending, and probes the disk on a timer with
+//! back-off. Once a probe write succeeds it reopens the store in place (after one failed write,
+//! sled refuses every later write of that database until it is opened again) and carries on.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::{ConversationMsg, PersistError, WebhookOutcome, WebhookReply};
-use crate::model::{InboundEvent, Platform, Timestamp};
-use crate::store::{Store, StoreCounts, StoreError};
+use super::{
+    ChannelMsg, ConversationMsg, PersistError, StoreAvailability, StoreStatus, WebhookOutcome, WebhookReply,
+    channel_actor,
+};
+use crate::model::{InboundEvent, MessageError, Platform, Timestamp};
+use crate::store::{self, OutboxEntry, Store, StoreError, WriteFailure, WriteProblem};
 
 /// The actor behaviour; all state is in [`ConversationState`].
 pub struct ConversationActor;
 
-/// Arguments: the opened store (a cheap clone; restarts reuse it).
+/// Where the store lives, to open it again.
+#[derive(Clone, Debug)]
+pub struct StoreLocation {
+    pub path: PathBuf,
+    pub cache_bytes: u64,
+}
+
+/// Counters about store writes that outlive actor restarts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    write_errors: [AtomicU64; 2],
+    outages: [AtomicU64; 2],
+}
+
+impl StoreStats {
+    fn snapshot(counters: &[AtomicU64; 2]) -> [u64; 2] {
+        [counters[0].load(Ordering::Relaxed), counters[1].load(Ordering::Relaxed)]
+    }
+}
+
+/// Arguments. The store that `app` opened is handed over once, to the first actor; an actor
+/// restarted after a failure opens it again itself, so that no other handle keeps the old one open
+/// (a store is reopened in place only when nothing else holds it).
 #[derive(Clone)]
 pub struct ConversationArgs {
-    pub store: Store,
+    pub opened: Arc<Mutex<Option<Store>>>,
+    pub location: StoreLocation,
+    pub stats: Arc<StoreStats>,
+}
+
+impl ConversationArgs {
+    /// Arguments that hand `store`, opened at `location`, to the first conversation actor.
+    pub fn new(store: Store, location: StoreLocation) -> Self {
+        ConversationArgs { opened: Arc::new(Mutex::new(Some(store))), location, stats: Arc::new(StoreStats::default()) }
+    }
+}
+
+/// Probing and reopening a store that could not be written.
+pub enum Recovery {
+    /// Time to check whether the store's disk takes writes again.
+    Probe,
+    /// The probe write ended.
+    Probed(Result<(), std::io::ErrorKind>),
+    /// Opening the store again ended.
+    Reopened(Result<Store, StoreError>),
+}
+
+/// The first probe comes this soon after a failure; each failed one doubles it, up to the most.
+const FIRST_PROBE: Duration = Duration::from_secs(1);
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// A probe that found the disk writable waits this long for a running flush to end (it holds a
+/// handle on the store, and the store can be reopened only once nothing does).
+const PROBE_AFTER_FLUSH: Duration = Duration::from_millis(50);
+/// How long a reopen waits for sled's own threads to let go of the old store's file lock.
+const REOPEN_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// Status changes kept while the store cannot be written. Sending pauses during an outage, so
+/// only what was in flight when it began gets here; past the bound the oldest is dropped, and its
+/// message may be sent again after a restart (the outbox still holds it).
+const MAX_DEFERRED: usize = 10_000;
+
+/// The delay before probe number `probes` (0-based) of one outage: doubling, capped.
+pub fn probe_delay(probes: u32) -> Duration {
+    FIRST_PROBE.saturating_mul(2u32.saturating_pow(probes.min(16))).min(MAX_PROBE_INTERVAL)
 }
 
 /// A reply waiting for durability: called with the flush's result.
@@ -27,6 +103,40 @@ fn webhook_reply(reply: WebhookReply, outcome: WebhookOutcome) -> PendingReply {
     })
 }
 
+/// Something written that waits for the next flush.
+enum Pending {
+    /// A caller waits for the answer.
+    Reply(PendingReply),
+    /// Nobody waits, but if the flush fails the change must be written again later.
+    Status(Box<StatusWrite>),
+}
+
+/// A status change of a sent message (the outbox entry leaves with it).
+#[derive(Clone)]
+enum StatusWrite {
+    Sent { entry: OutboxEntry, platform_message_id: String, dispatched_at: Timestamp },
+    Failed { entry: OutboxEntry, error: MessageError },
+}
+
+impl StatusWrite {
+    fn entry(&self) -> &OutboxEntry {
+        match self {
+            StatusWrite::Sent { entry, .. } | StatusWrite::Failed { entry, .. } => entry,
+        }
+    }
+}
+
+/// While the store refuses writes.
+struct Outage {
+    /// What failed; `None` while the store is being opened after an actor restart.
+    failure: Option<WriteFailure>,
+    since: Instant,
+    /// Probes so far (they set the back-off).
+    probes: u32,
+    /// A probe or a reopen is running; its result comes back as a `Recovery` message.
+    probing: bool,
+}
+
 /// While a flush runs, webhooks gather into groups of this many, each stored in one write as soon
 /// as it is full, so that storing the next group overlaps the flush instead of following it. The
 /// rest are stored when the flush ends. (Each write rolls sled's log buffer, so groups of one
@@ -35,94 +145,306 @@ const STORE_WHILE_FLUSHING: usize = 16;
 
 /// Mutable state of the conversation actor.
 pub struct ConversationState {
-    store: Store,
+    /// `None` while the store is being opened again.
+    store: Option<Store>,
+    location: StoreLocation,
+    stats: Arc<StoreStats>,
+    /// Set while the store refuses writes.
+    outage: Option<Outage>,
     /// Written, waiting for the next flush to start.
-    waiting: Vec<PendingReply>,
+    waiting: Vec<Pending>,
     /// Covered by the flush now running.
-    in_flight: Vec<PendingReply>,
+    in_flight: Vec<Pending>,
     flushing: bool,
     /// Webhooks that arrived while a flush ran: stored together, in one write, when it ends.
     buffered: Vec<(Platform, Vec<InboundEvent>, Timestamp, WebhookReply)>,
-    counts: StoreCounts,
+    /// Status changes that could not be written yet, oldest first; written once the store is back.
+    deferred: VecDeque<StatusWrite>,
 }
 
 impl ConversationState {
+    /// The store, when it takes writes now.
+    fn writable(&self) -> Option<&Store> {
+        if self.outage.is_some() { None } else { self.store.as_ref() }
+    }
+
+    /// The answer to a write while the store refuses writes.
+    fn refusal(&self) -> PersistError {
+        let reason = match self.outage.as_ref().and_then(|o| o.failure.as_ref()) {
+            Some(failure) => failure.reason.clone(),
+            None => "the store is being opened".to_owned(),
+        };
+        PersistError::NotWritable(reason)
+    }
+
     /// Starts a flush covering everything in `waiting`, unless one is running: when that one ends,
     /// the next starts and covers all that arrived meanwhile. No timer needed.
     fn start_flush(&mut self, myself: &ActorRef<ConversationMsg>) {
         if self.flushing || self.waiting.is_empty() {
             return;
         }
+        let Some(store) = self.writable().cloned() else { return };
         self.flushing = true;
         self.in_flight = std::mem::take(&mut self.waiting);
-        let (store, me) = (self.store.clone(), myself.clone());
+        let me = myself.clone();
         tokio::spawn(async move {
-            let result = store.flush().await.map_err(|e| e.to_string());
+            let result = store.flush().await;
+            // Let go of the store before reporting: a reopen waits for the report, and needs this
+            // handle gone.
+            drop(store);
+            let result = result.map_err(|e| failure_of(&e));
             // If the actor died meanwhile, its pending replies were dropped and their webhooks
             // answered 503; nothing to do here.
             let _ = me.cast(ConversationMsg::Flushed(result));
         });
     }
 
-    fn park(&mut self, myself: &ActorRef<ConversationMsg>, reply: PendingReply) {
-        self.waiting.push(reply);
+    fn park(&mut self, myself: &ActorRef<ConversationMsg>, pending: Pending) {
+        self.waiting.push(pending);
         self.start_flush(myself);
     }
 
+    /// Ends a pending write with the flush's result.
+    fn finish(&mut self, pending: Pending, result: Result<(), PersistError>) {
+        match (pending, result) {
+            (Pending::Reply(reply), result) => reply(result),
+            (Pending::Status(_), Ok(())) => {}
+            (Pending::Status(write), Err(_)) => self.defer(*write),
+        }
+    }
+
+    fn defer(&mut self, write: StatusWrite) {
+        if self.deferred.len() == MAX_DEFERRED
+            && let Some(dropped) = self.deferred.pop_front()
+        {
+            tracing::warn!(message = "Too many status changes wait for the store; dropping the oldest (that message may be sent again after a restart).", message_id = %dropped.entry().message.id);
+        }
+        self.deferred.push_back(write);
+    }
+
+    /// A write or flush failed: count it, and unless the store already refuses writes, stop taking
+    /// them, refuse what waits, pause sending, and start probing.
+    fn write_failed(&mut self, myself: &ActorRef<ConversationMsg>, failure: WriteFailure) {
+        self.stats.write_errors[failure.problem.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(outage) = &mut self.outage {
+            outage.failure.get_or_insert(failure);
+            return;
+        }
+        self.stats.outages[failure.problem.index()].fetch_add(1, Ordering::Relaxed);
+        tracing::error!(message = "The store cannot be written; refusing writes until it can.", problem = failure.problem.label(), reason = %failure.reason);
+        self.outage = Some(Outage { failure: Some(failure), since: Instant::now(), probes: 0, probing: false });
+        let refusal = self.refusal();
+        // What waits for a flush can no longer become durable: sled fails every flush from now on.
+        for pending in std::mem::take(&mut self.waiting) {
+            self.finish(pending, Err(refusal.clone()));
+        }
+        for (_, _, _, reply) in std::mem::take(&mut self.buffered) {
+            let _ = reply.send(Err(refusal.clone()));
+        }
+        tell_channels(false);
+        self.schedule_probe(myself);
+    }
+
+    fn schedule_probe(&self, myself: &ActorRef<ConversationMsg>) {
+        let probes = self.outage.as_ref().map_or(0, |o| o.probes);
+        myself.send_after(probe_delay(probes), || ConversationMsg::Recovery(Recovery::Probe));
+    }
+
     /// Stores every buffered webhook in one write (one log I/O for the group) and parks their
-    /// replies for the next flush. A group that fails is retried webhook by webhook, so one bad
-    /// body cannot fail the others.
-    fn store_buffered(&mut self, myself: &ActorRef<ConversationMsg>) -> Result<(), StoreError> {
+    /// replies for the next flush. A group that fails for a bad record is retried webhook by
+    /// webhook, so one bad body cannot fail the others.
+    fn store_buffered(&mut self, myself: &ActorRef<ConversationMsg>) {
         let group = std::mem::take(&mut self.buffered);
         if group.is_empty() {
-            return Ok(());
+            return;
         }
+        let Some(store) = self.writable().cloned() else {
+            let refusal = self.refusal();
+            for (_, _, _, reply) in group {
+                let _ = reply.send(Err(refusal.clone()));
+            }
+            return;
+        };
         let stored_at = group.iter().map(|(_, _, at, _)| *at).max().unwrap_or_else(Timestamp::now);
         let bodies: Vec<&[InboundEvent]> = group.iter().map(|(_, events, _, _)| events.as_slice()).collect();
-        match self.store.ingest_group(&bodies, stored_at) {
+        match store.ingest_group(&bodies, stored_at) {
             Ok(outcomes) => {
                 for ((_, _, _, reply), outcome) in group.into_iter().zip(outcomes) {
-                    self.count(&outcome);
-                    self.park(myself, webhook_reply(reply, WebhookOutcome::Stored(outcome)));
+                    self.park(myself, Pending::Reply(webhook_reply(reply, WebhookOutcome::Stored(outcome))));
                 }
-                Ok(())
             }
-            Err(StoreError::Io(e)) => {
-                for (_, _, _, reply) in group {
-                    let _ = reply.send(Err(PersistError(e.to_string())));
-                }
-                Err(StoreError::Io(e))
+            Err(e) if e.write_failure().is_some() => {
+                tracing::error!(message = "Storing webhooks failed.", webhooks = group.len(), error = %e);
+                self.buffered = group;
+                self.write_failed(myself, failure_of(&e));
             }
             Err(_) => {
                 for (platform, events, received_at, reply) in group {
-                    match self.store.ingest(&events, received_at) {
+                    if self.outage.is_some() {
+                        let _ = reply.send(Err(self.refusal()));
+                        continue;
+                    }
+                    match store.ingest(&events, received_at) {
                         Ok(outcome) => {
-                            self.count(&outcome);
-                            self.park(myself, webhook_reply(reply, WebhookOutcome::Stored(outcome)));
+                            self.park(myself, Pending::Reply(webhook_reply(reply, WebhookOutcome::Stored(outcome))));
                         }
                         Err(e) => {
                             tracing::error!(message = "Storing events failed.", %platform, error = %e);
-                            let _ = reply.send(Err(PersistError(e.to_string())));
-                            if matches!(e, StoreError::Io(_)) {
-                                return Err(e);
+                            match e.write_failure() {
+                                Some(failure) => {
+                                    self.write_failed(myself, failure);
+                                    let _ = reply.send(Err(self.refusal()));
+                                }
+                                None => {
+                                    let _ = reply.send(Err(PersistError::Failed(e.to_string())));
+                                }
                             }
                         }
                     }
                 }
-                Ok(())
             }
         }
     }
 
-    fn count(&mut self, outcome: &crate::store::IngestOutcome) {
-        self.counts.messages += outcome.messages;
-        self.counts.conversations += outcome.conversations;
-        self.counts.events += outcome.stored;
+    /// Writes a status change of a sent message, or keeps it for later when the store cannot be
+    /// written (and tells that platform's channel to pause).
+    fn write_status(&mut self, myself: &ActorRef<ConversationMsg>, write: StatusWrite) {
+        let Some(store) = self.writable().cloned() else {
+            tell_channel(write.entry().platform, false);
+            self.defer(write);
+            return;
+        };
+        let result = match &write {
+            StatusWrite::Sent { entry, platform_message_id, dispatched_at } => {
+                store.mark_sent(entry, platform_message_id, *dispatched_at)
+            }
+            StatusWrite::Failed { entry, error } => store.mark_failed(entry, error.clone()),
+        };
+        match result {
+            Ok(_) => self.park(myself, Pending::Status(Box::new(write))),
+            Err(e) => {
+                tracing::error!(message = "Recording a message's status failed.", message_id = %write.entry().message.id, error = %e);
+                if let Some(failure) = e.write_failure() {
+                    self.write_failed(myself, failure);
+                    self.defer(write);
+                }
+            }
+        }
     }
 
-    /// Makes a write that nobody waits for durable soon (status changes), by riding the next flush.
-    fn flush_soon(&mut self, myself: &ActorRef<ConversationMsg>) {
-        self.park(myself, Box::new(|_| {}));
+    /// The store takes writes again: record what was kept meanwhile, in order.
+    fn write_deferred(&mut self, myself: &ActorRef<ConversationMsg>) {
+        let deferred = std::mem::take(&mut self.deferred);
+        if !deferred.is_empty() {
+            tracing::info!(message = "Recording status changes kept during the outage.", changes = deferred.len());
+        }
+        for write in deferred {
+            self.write_status(myself, write);
+        }
+    }
+
+    fn status(&self) -> StoreStatus {
+        let (availability, reason) = match &self.outage {
+            None => (StoreAvailability::Up, None),
+            Some(Outage { failure: Some(failure), .. }) => {
+                (StoreAvailability::NotWritable(failure.problem), Some(failure.reason.clone()))
+            }
+            Some(Outage { failure: None, .. }) => {
+                (StoreAvailability::Opening, Some("the store is being opened".into()))
+            }
+        };
+        StoreStatus {
+            availability,
+            reason,
+            counts: self.store.as_ref().and_then(|s| s.counts().ok()),
+            write_errors: StoreStats::snapshot(&self.stats.write_errors),
+            outages: StoreStats::snapshot(&self.stats.outages),
+        }
+    }
+
+    /// The store for a read; `Err` (the API's 503) while it is being opened again.
+    fn readable(&self) -> Result<&Store, String> {
+        self.store.as_ref().ok_or_else(|| "the store is being opened".to_owned())
+    }
+
+    fn recover(&mut self, myself: &ActorRef<ConversationMsg>, step: Recovery) {
+        let Some(outage) = self.outage.as_mut() else { return };
+        match step {
+            Recovery::Probe => {
+                if outage.probing {
+                    return;
+                }
+                outage.probing = true;
+                let (dir, me) = (self.location.path.clone(), myself.clone());
+                tokio::task::spawn_blocking(move || {
+                    let result = store::probe_write(&dir).map_err(|e| e.kind());
+                    let _ = me.cast(ConversationMsg::Recovery(Recovery::Probed(result)));
+                });
+            }
+            Recovery::Probed(Err(kind)) => {
+                outage.probing = false;
+                outage.probes += 1;
+                let failure = WriteFailure::from_io(kind);
+                tracing::debug!(message = "The store's disk still refuses writes.", reason = %failure.reason);
+                outage.failure = Some(failure);
+                self.schedule_probe(myself);
+            }
+            Recovery::Probed(Ok(())) if self.flushing => {
+                outage.probing = false;
+                myself.send_after(PROBE_AFTER_FLUSH, || ConversationMsg::Recovery(Recovery::Probe));
+            }
+            Recovery::Probed(Ok(())) => {
+                // The disk takes writes: reopen, off the async workers (the open reads sled's log).
+                // Reads answer 503 until it is done.
+                let old = self.store.take();
+                let (location, me) = (self.location.clone(), myself.clone());
+                tokio::task::spawn_blocking(move || {
+                    drop(old);
+                    let result = Store::reopen(&location.path, location.cache_bytes, REOPEN_LOCK_WAIT);
+                    let _ = me.cast(ConversationMsg::Recovery(Recovery::Reopened(result)));
+                });
+            }
+            Recovery::Reopened(Ok(store)) => {
+                let outage = self.outage.take().expect("matched above");
+                tracing::info!(
+                    message = "The store takes writes again.",
+                    outage_seconds = outage.since.elapsed().as_secs_f64(),
+                    probes = outage.probes
+                );
+                self.store = Some(store);
+                tell_channels(true);
+                self.write_deferred(myself);
+            }
+            Recovery::Reopened(Err(e)) => {
+                outage.probing = false;
+                outage.probes += 1;
+                tracing::warn!(message = "Reopening the store failed; trying again later.", error = %e);
+                if let Some(failure) = e.write_failure() {
+                    outage.failure = Some(failure);
+                }
+                self.schedule_probe(myself);
+            }
+        }
+    }
+}
+
+/// The failure a store error stands for (every store error that reaches here from a write or a
+/// flush refuses writes until the store is reopened).
+fn failure_of(error: &StoreError) -> WriteFailure {
+    error
+        .write_failure()
+        .unwrap_or_else(|| WriteFailure { problem: WriteProblem::NotWritable, reason: error.to_string() })
+}
+
+fn tell_channel(platform: Platform, writable: bool) {
+    if let Some(channel) = channel_actor(platform) {
+        let _ = channel.cast(ChannelMsg::StoreWritable(writable));
+    }
+}
+
+fn tell_channels(writable: bool) {
+    for platform in Platform::ALL {
+        tell_channel(platform, writable);
     }
 }
 
@@ -136,15 +458,29 @@ impl Actor for ConversationActor {
         _myself: ActorRef<Self::Msg>,
         args: ConversationArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let counts = args.store.counts();
+        // Nothing here reads the whole store: counts are kept by the store itself.
+        let store = args.opened.lock().map(|mut opened| opened.take()).unwrap_or_default();
+        let outage =
+            store.is_none().then(|| Outage { failure: None, since: Instant::now(), probes: 0, probing: false });
         Ok(ConversationState {
-            store: args.store,
+            store,
+            location: args.location,
+            stats: args.stats,
+            outage,
             waiting: Vec::new(),
             in_flight: Vec::new(),
             flushing: false,
             buffered: Vec::new(),
-            counts,
+            deferred: VecDeque::new(),
         })
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if state.store.is_none() {
+            // Restarted after a failure: open the store again (the failed actor's handle is gone).
+            state.recover(&myself, Recovery::Probe);
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -155,117 +491,157 @@ impl Actor for ConversationActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ConversationMsg::Ingest { platform, events, received_at, reply } => {
+                if state.outage.is_some() {
+                    let _ = reply.send(Err(state.refusal()));
+                    return Ok(());
+                }
                 // While a flush runs, webhooks gather; they are stored as one group when it ends.
                 state.buffered.push((platform, events, received_at, reply));
                 if !state.flushing || state.buffered.len() >= STORE_WHILE_FLUSHING {
-                    state.store_buffered(&myself)?;
+                    state.store_buffered(&myself);
                 }
             }
             ConversationMsg::Quarantine { platform, reason, body, received_at, reply } => {
-                match state.store.quarantine(platform, &reason, &body, received_at) {
-                    Ok(()) => {
-                        state.counts.quarantined += 1;
-                        state.park(&myself, webhook_reply(reply, WebhookOutcome::Quarantined));
-                    }
+                let Some(store) = state.writable().cloned() else {
+                    let _ = reply.send(Err(state.refusal()));
+                    return Ok(());
+                };
+                match store.quarantine(platform, &reason, &body, received_at) {
+                    Ok(()) => state.park(&myself, Pending::Reply(webhook_reply(reply, WebhookOutcome::Quarantined))),
                     Err(e) => {
                         tracing::error!(message = "Quarantining a body failed.", %platform, error = %e);
-                        let _ = reply.send(Err(PersistError(e.to_string())));
-                        return Err(e.into());
+                        match e.write_failure() {
+                            Some(failure) => {
+                                state.write_failed(&myself, failure);
+                                let _ = reply.send(Err(state.refusal()));
+                            }
+                            None => {
+                                let _ = reply.send(Err(PersistError::Failed(e.to_string())));
+                            }
+                        }
                     }
                 }
             }
             ConversationMsg::Flushed(result) => {
                 state.flushing = false;
                 let covered = std::mem::take(&mut state.in_flight);
-                for pending in covered {
-                    pending(result.clone().map_err(PersistError));
+                match result {
+                    Ok(()) => {
+                        for pending in covered {
+                            state.finish(pending, Ok(()));
+                        }
+                        state.store_buffered(&myself);
+                        state.start_flush(&myself);
+                    }
+                    Err(failure) => {
+                        tracing::error!(message = "Store flush failed.", reason = %failure.reason);
+                        state.write_failed(&myself, failure);
+                        let refusal = state.refusal();
+                        for pending in covered {
+                            state.finish(pending, Err(refusal.clone()));
+                        }
+                    }
                 }
-                if result.is_ok() {
-                    state.store_buffered(&myself)?;
-                }
-                if let Err(e) = result {
-                    // A failed fsync leaves the store in an unknown state: let the supervisor decide.
-                    tracing::error!(message = "Store flush failed.", error = %e);
-                    return Err(PersistError(e).into());
-                }
-                state.start_flush(&myself);
             }
+            ConversationMsg::Recovery(step) => state.recover(&myself, step),
             ConversationMsg::ListConversations { platform, page, reply } => {
-                let result =
-                    state.store.conversations_page(platform, page.limit, page.before).map_err(|e| read_failed(&e));
+                let result = state
+                    .readable()
+                    .and_then(|s| s.conversations_page(platform, page.limit, page.before).map_err(|e| read_failed(&e)));
                 let _ = reply.send(result);
             }
             ConversationMsg::GetConversation { id, reply } => {
-                let _ = reply.send(state.store.conversation(&id).map_err(|e| read_failed(&e)));
+                let _ = reply.send(state.readable().and_then(|s| s.conversation(&id).map_err(|e| read_failed(&e))));
             }
             ConversationMsg::ListMessages { conversation_id, page, reply } => {
-                let result =
-                    state.store.messages_page(&conversation_id, page.limit, page.before).map_err(|e| read_failed(&e));
+                let result = state.readable().and_then(|s| {
+                    s.messages_page(&conversation_id, page.limit, page.before).map_err(|e| read_failed(&e))
+                });
                 let _ = reply.send(result);
             }
             ConversationMsg::GetMessage { id, reply } => {
-                let _ = reply.send(state.store.message(&id).map_err(|e| read_failed(&e)));
+                let _ = reply.send(state.readable().and_then(|s| s.message(&id).map_err(|e| read_failed(&e))));
             }
-            ConversationMsg::GetCounts { reply } => {
-                let _ = reply.send(state.counts);
+            ConversationMsg::GetStoreStatus { reply } => {
+                let _ = reply.send(state.status());
             }
             ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply } => {
-                match state.store.enqueue(&target, &draft, Timestamp::now(), retry_deadline_ms) {
-                    Ok(queued) => {
-                        state.counts.messages += 1;
-                        state.park(
-                            &myself,
-                            Box::new(move |result| {
-                                let _ = reply.send(result.map(|()| queued));
-                            }),
-                        );
-                    }
+                let Some(store) = state.writable().cloned() else {
+                    let _ = reply.send(Err(state.refusal()));
+                    return Ok(());
+                };
+                match store.enqueue(&target, &draft, Timestamp::now(), retry_deadline_ms) {
+                    Ok(queued) => state.park(
+                        &myself,
+                        Pending::Reply(Box::new(move |result| {
+                            let _ = reply.send(result.map(|()| queued));
+                        })),
+                    ),
                     Err(e) => {
                         tracing::error!(message = "Queueing a reply failed.", platform = %target.platform, error = %e);
-                        let _ = reply.send(Err(PersistError(e.to_string())));
-                        if matches!(e, StoreError::Io(_)) {
-                            return Err(e.into());
+                        match e.write_failure() {
+                            Some(failure) => {
+                                state.write_failed(&myself, failure);
+                                let _ = reply.send(Err(state.refusal()));
+                            }
+                            None => {
+                                let _ = reply.send(Err(PersistError::Failed(e.to_string())));
+                            }
                         }
                     }
                 }
             }
             ConversationMsg::LoadOutbox { platform, reply } => {
-                let _ = reply.send(state.store.outbox_entries(platform).map_err(|e| read_failed(&e)));
+                // Entries whose sending is recorded only in `deferred` yet are done: leave them out.
+                let done: HashSet<&str> = state.deferred.iter().map(|w| w.entry().message.id.as_str()).collect();
+                let result = state.readable().and_then(|s| s.outbox_entries(platform).map_err(|e| read_failed(&e)));
+                let result = result.map(|entries| {
+                    entries.into_iter().filter(|e| !done.contains(e.message.id.as_str())).collect::<Vec<_>>()
+                });
+                let _ = reply.send(result);
             }
             ConversationMsg::MarkSending { message_id } => {
-                if let Err(e) = state.store.mark_sending(&message_id) {
+                // Nobody waits for this one; while the store refuses writes it is skipped (the
+                // message shows `queued` until its `sent` is recorded).
+                if let Some(store) = state.writable().cloned()
+                    && let Err(e) = store.mark_sending(&message_id)
+                {
                     tracing::error!(message = "Recording a send attempt failed.", %message_id, error = %e);
-                }
-            }
-            ConversationMsg::MarkSent { entry, platform_message_id, dispatched_at } => {
-                match state.store.mark_sent(&entry, &platform_message_id, dispatched_at) {
-                    Ok(_) => state.flush_soon(&myself),
-                    Err(e) => {
-                        tracing::error!(message = "Recording a sent message failed.", message_id = %entry.message.id, error = %e)
+                    if let Some(failure) = e.write_failure() {
+                        state.write_failed(&myself, failure);
                     }
                 }
             }
-            ConversationMsg::MarkFailed { entry, error } => match state.store.mark_failed(&entry, error) {
-                Ok(_) => state.flush_soon(&myself),
-                Err(e) => {
-                    tracing::error!(message = "Recording a failed message failed.", message_id = %entry.message.id, error = %e)
-                }
-            },
-            ConversationMsg::LoadToken { platform, reply } => {
-                let _ = reply.send(state.store.token(platform).map_err(|e| read_failed(&e)));
+            ConversationMsg::MarkSent { entry, platform_message_id, dispatched_at } => {
+                state.write_status(&myself, StatusWrite::Sent { entry, platform_message_id, dispatched_at });
             }
-            ConversationMsg::SaveToken { platform, token, reply } => match state.store.save_token(platform, &token) {
-                Ok(()) => state.park(
-                    &myself,
-                    Box::new(move |result| {
-                        let _ = reply.send(result);
-                    }),
-                ),
-                Err(e) => {
-                    tracing::error!(message = "Keeping a refreshed token failed.", %platform, error = %e);
-                    let _ = reply.send(Err(PersistError(e.to_string())));
+            ConversationMsg::MarkFailed { entry, error } => {
+                state.write_status(&myself, StatusWrite::Failed { entry, error });
+            }
+            ConversationMsg::LoadToken { platform, reply } => {
+                let _ = reply.send(state.readable().and_then(|s| s.token(platform).map_err(|e| read_failed(&e))));
+            }
+            ConversationMsg::SaveToken { platform, token, reply } => {
+                let Some(store) = state.writable().cloned() else {
+                    let _ = reply.send(Err(state.refusal()));
+                    return Ok(());
+                };
+                match store.save_token(platform, &token) {
+                    Ok(()) => state.park(
+                        &myself,
+                        Pending::Reply(Box::new(move |result| {
+                            let _ = reply.send(result);
+                        })),
+                    ),
+                    Err(e) => {
+                        tracing::error!(message = "Keeping a refreshed token failed.", %platform, error = %e);
+                        if let Some(failure) = e.write_failure() {
+                            state.write_failed(&myself, failure);
+                        }
+                        let _ = reply.send(Err(PersistError::Failed(e.to_string())));
+                    }
                 }
-            },
+            }
             ConversationMsg::Ping(reply) => {
                 let _ = reply.send(());
             }
@@ -277,15 +653,23 @@ impl Actor for ConversationActor {
 
     async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // A clean stop: store what gathered, make everything durable, answer whoever still waits.
-        if let Err(e) = state.store_buffered(&myself) {
-            tracing::error!(message = "Storing the last webhooks failed.", error = %e);
+        state.store_buffered(&myself);
+        let result = match state.writable() {
+            Some(store) => store.flush().await.map_err(|e| {
+                tracing::error!(message = "Final store flush failed.", error = %e);
+                PersistError::NotWritable(failure_of(&e).reason)
+            }),
+            None => Err(state.refusal()),
+        };
+        let pending: Vec<Pending> = state.in_flight.drain(..).chain(state.waiting.drain(..)).collect();
+        for pending in pending {
+            state.finish(pending, result.clone());
         }
-        let result = state.store.flush().await.map_err(|e| e.to_string());
-        for pending in state.in_flight.drain(..).chain(state.waiting.drain(..)) {
-            pending(result.clone().map_err(PersistError));
-        }
-        if let Err(e) = result {
-            tracing::error!(message = "Final store flush failed.", error = %e);
+        if !state.deferred.is_empty() {
+            tracing::warn!(
+                message = "Stopping with status changes the store could not take; those messages may be sent again after the restart.",
+                changes = state.deferred.len()
+            );
         }
         Ok(())
     }
@@ -294,4 +678,16 @@ impl Actor for ConversationActor {
 fn read_failed(e: &StoreError) -> String {
     tracing::error!(message = "Store read failed.", error = %e);
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_back_off_from_one_second_to_ten() {
+        let delays: Vec<u64> = (0..6).map(|n| probe_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(probe_delay(u32::MAX), MAX_PROBE_INTERVAL);
+    }
 }

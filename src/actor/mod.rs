@@ -14,7 +14,10 @@ use ractor::{ActorRef, RpcReplyPort};
 
 use crate::model::{Conversation, Message, MessageError, Platform, Timestamp};
 use crate::platform::SendOutcome;
-use crate::store::{ConversationTarget, IngestOutcome, OutboundDraft, OutboxEntry, Page, StoreCounts, StoredToken};
+use crate::store::{
+    ConversationTarget, IngestOutcome, OutboundDraft, OutboxEntry, Page, StoreCounts, StoredToken, WriteFailure,
+    WriteProblem,
+};
 
 /// Registered name of the conversation actor.
 pub const CONVERSATION_ACTOR: &str = "parley.conversation";
@@ -37,10 +40,52 @@ pub fn channel_actor(platform: Platform) -> Option<ActorRef<ChannelMsg>> {
     ractor::registry::where_is(channel_actor_name(platform)).map(ActorRef::from)
 }
 
-/// The store failed to make a write durable; the webhook must not be answered 200.
+/// The store did not make a write durable; the webhook (or reply) must not be answered 200.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the store could not persist the webhook: {0}")]
-pub struct PersistError(pub String);
+pub enum PersistError {
+    /// The store takes no writes until its disk does again (full, read-only, failing): `/ready`
+    /// says why, and the conversation actor probes until it can write and then carries on.
+    #[error("the store is not writable: {0}")]
+    NotWritable(String),
+    /// This one write failed (the store restarting, a record that does not encode).
+    #[error("the store could not persist the write: {0}")]
+    Failed(String),
+}
+
+/// Whether the store takes writes, for `/ready` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAvailability {
+    Up,
+    /// Being opened again, after a write failure or an actor restart.
+    Opening,
+    /// Refusing writes since a write failed this way.
+    NotWritable(WriteProblem),
+}
+
+impl StoreAvailability {
+    /// The name `/ready` shows: `up`, `opening`, `full` or `not_writable`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreAvailability::Up => "up",
+            StoreAvailability::Opening => "opening",
+            StoreAvailability::NotWritable(problem) => problem.label(),
+        }
+    }
+}
+
+/// What the conversation actor reports about the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreStatus {
+    pub availability: StoreAvailability,
+    /// Why it is not up, in one sentence.
+    pub reason: Option<String>,
+    /// Records held; `None` when the counters cannot be read right now.
+    pub counts: Option<StoreCounts>,
+    /// Failed writes and flushes since the daemon started, by kind (`WriteProblem::ALL` order).
+    pub write_errors: [u64; 2],
+    /// Times the store stopped taking writes since the daemon started, by kind.
+    pub outages: [u64; 2],
+}
 
 /// What became of one verified webhook body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +120,9 @@ pub enum ChannelMsg {
     /// A configuration reload: send with these settings from now on. Queued messages stay queued;
     /// a new rate applies to the next sends.
     Reconfigure(Box<channel::SendSettings>),
+    /// The store stopped (false) or started again (true) taking writes: sending pauses meanwhile,
+    /// so that no message goes out whose `sent` could not be recorded.
+    StoreWritable(bool),
 }
 
 /// The result of a token check or refresh.
@@ -123,7 +171,9 @@ pub enum ConversationMsg {
     /// Keep a body that did not parse, answer after it is durable.
     Quarantine { platform: Platform, reason: String, body: Bytes, received_at: Timestamp, reply: WebhookReply },
     /// The group-commit flush finished (internal).
-    Flushed(Result<(), String>),
+    Flushed(Result<(), WriteFailure>),
+    /// Probing and reopening a store that could not be written (internal).
+    Recovery(conversation::Recovery),
     /// List conversations.
     ListConversations {
         platform: Option<Platform>,
@@ -136,8 +186,8 @@ pub enum ConversationMsg {
     ListMessages { conversation_id: String, page: PageRequest, reply: RpcReplyPort<ReadResult<Page<Message>>> },
     /// One message.
     GetMessage { id: String, reply: RpcReplyPort<ReadResult<Option<Message>>> },
-    /// Tree sizes for `/metrics`.
-    GetCounts { reply: RpcReplyPort<StoreCounts> },
+    /// Whether the store takes writes, and its record counts, for `/ready` and `/metrics`.
+    GetStoreStatus { reply: RpcReplyPort<StoreStatus> },
     /// Store a reply as a queued message in the outbox; answer after it is durable.
     Enqueue {
         target: ConversationTarget,

@@ -1,12 +1,12 @@
 //! `/metrics`: the process's metrics (`crate::metrics`), then what is read at scrape time: each
-//! channel's state and counts, the store's record counts, the uptime.
+//! channel's state and counts, the store's health and record counts, the uptime.
 
 use prometheus_client::encoding::EncodeLabelSet;
 
-use crate::actor::ChannelStatus;
+use crate::actor::{ChannelStatus, StoreAvailability, StoreStatus};
 use crate::metrics::{Metrics, PlatformLabel, counter_family, encode_scrape, gauge_family, scrape_registry};
 use crate::model::Platform;
-use crate::store::StoreCounts;
+use crate::store::WriteProblem;
 
 /// `{tree}` of `parley_store_records`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -14,10 +14,16 @@ struct TreeLabel {
     tree: &'static str,
 }
 
+/// `{kind}` of the store's write failures: `full` or `not_writable`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
 /// The Prometheus text exposition (0.0.4).
 pub fn render(
     metrics: &Metrics,
-    store: Option<StoreCounts>,
+    store: Option<&StoreStatus>,
     uptime_secs: u64,
     channels: &[(Platform, Option<ChannelStatus>)],
 ) -> String {
@@ -62,7 +68,8 @@ pub fn render(
             expires.get_or_create(&label).set(secs);
         }
     }
-    if let Some(counts) = store {
+    store_health(&mut registry, store);
+    if let Some(counts) = store.and_then(|s| s.counts) {
         let records = gauge_family::<TreeLabel>(&mut registry, "parley_store_records", "Records in the store");
         for (tree, n) in [
             ("conversations", counts.conversations),
@@ -83,4 +90,32 @@ pub fn render(
         tracing::error!(message = "Metrics did not encode.", error = %e);
     }
     out
+}
+
+/// Whether the store takes writes, its failed writes and its outages (kept by the conversation
+/// actor across its restarts).
+fn store_health(registry: &mut prometheus_client::registry::Registry, store: Option<&StoreStatus>) {
+    let writable = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    writable.set(i64::from(store.is_some_and(|s| s.availability == StoreAvailability::Up)));
+    registry.register(
+        "parley_store_writable",
+        "1 while the store takes writes, 0 while it refuses them (disk full, read-only, failing) or is down",
+        writable,
+    );
+    let Some(store) = store else { return };
+    let errors = counter_family::<KindLabel>(
+        registry,
+        "parley_store_write_errors",
+        "Store writes and flushes that failed, by kind",
+    );
+    let outages = counter_family::<KindLabel>(
+        registry,
+        "parley_store_not_writable",
+        "Times the store stopped taking writes (kind=\"full\": the disk filled up), by kind",
+    );
+    for (i, problem) in WriteProblem::ALL.iter().enumerate() {
+        let label = KindLabel { kind: problem.label() };
+        errors.get_or_create(&label).inc_by(store.write_errors[i]);
+        outages.get_or_create(&label).inc_by(store.outages[i]);
+    }
 }

@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use self::response::Body;
-use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, channel_actor, conversation_actor};
+use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, StoreStatus, channel_actor, conversation_actor};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::Platform;
@@ -198,8 +198,21 @@ async fn channel_statuses(state: &HttpState) -> Vec<(Platform, Option<ChannelSta
     out
 }
 
+/// The store's status from the conversation actor; `None` where it is down or does not answer.
+async fn store_status() -> Option<StoreStatus> {
+    let actor = conversation_actor()?;
+    match actor.call(|reply| ConversationMsg::GetStoreStatus { reply }, Some(Duration::from_secs(2))).await {
+        Ok(CallResult::Success(status)) => Some(status),
+        _ => None,
+    }
+}
+
 async fn ready(state: &HttpState) -> Response<Body> {
-    let store_up = conversation_actor().is_some();
+    let (store, store_reason) = match store_status().await {
+        Some(status) => (status.availability.label(), status.reason),
+        None => ("down", Some("the conversation actor is not running or does not answer".to_owned())),
+    };
+    let store_up = store == "up";
     let mut not_ready = Vec::new();
     if !store_up {
         not_ready.push("store".to_owned());
@@ -230,22 +243,14 @@ async fn ready(state: &HttpState) -> Response<Body> {
     } else {
         response::json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "not_ready", "store": if store_up { "up" } else { "down" }, "channels": channels, "not_ready": not_ready }),
+            &json!({ "status": "not_ready", "store": store, "store_reason": store_reason, "channels": channels, "not_ready": not_ready }),
         )
     }
 }
 
 async fn metrics(state: &HttpState) -> Response<Body> {
-    let counts = match conversation_actor() {
-        Some(actor) => {
-            match actor.call(|reply| ConversationMsg::GetCounts { reply }, Some(Duration::from_secs(2))).await {
-                Ok(CallResult::Success(counts)) => Some(counts),
-                _ => None,
-            }
-        }
-        None => None,
-    };
+    let store = store_status().await;
     let statuses = channel_statuses(state).await;
-    let text = metrics::render(state.metrics, counts, state.started.elapsed().as_secs(), &statuses);
+    let text = metrics::render(state.metrics, store.as_ref(), state.started.elapsed().as_secs(), &statuses);
     response::with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

@@ -34,6 +34,22 @@ pub fn unavailable(message: &str, retry_after_secs: u32) -> Response<Body> {
     response
 }
 
+/// How long a platform (or API client) is asked to wait while the store cannot be written: a full
+/// disk is not freed within a second, and platforms retry on their own schedule anyway.
+pub const STORE_NOT_WRITABLE_RETRY_AFTER_SECS: u32 = 30;
+
+/// 503 with `Retry-After` while the store refuses writes (disk full, read-only, failing); `what`
+/// says what was refused. `/ready` says why.
+pub fn store_not_writable(what: &str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_not_writable",
+        &format!("{what}: the store cannot take writes right now; try again later"),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(STORE_NOT_WRITABLE_RETRY_AFTER_SECS));
+    response
+}
+
 /// 405 with the `Allow` header.
 pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response =

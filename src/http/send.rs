@@ -12,7 +12,7 @@ use serde_json::json;
 use super::HttpState;
 use super::api::{bad_request, not_found, read};
 use super::response::{self, Body};
-use crate::actor::{ChannelMsg, ConversationMsg, channel_actor, conversation_actor};
+use crate::actor::{ChannelMsg, ConversationMsg, PersistError, channel_actor, conversation_actor};
 use crate::model::{Attachment, OutboundMessage, Platform, Template};
 use crate::platform::{self, SendContext};
 use crate::store::{ConversationTarget, OutboundDraft};
@@ -189,8 +189,11 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
             response::json(StatusCode::ACCEPTED, &json!({ "message": message }))
         }
         Ok(CallResult::Success(Err(e))) => {
-            tracing::error!(message = "Reply not queued.", %platform, error = %e);
-            response::unavailable("the reply could not be stored", 1)
+            tracing::warn!(message = "Reply not queued.", %platform, error = %e);
+            match e {
+                PersistError::NotWritable(_) => response::store_not_writable("the reply was not queued"),
+                PersistError::Failed(_) => response::unavailable("the reply could not be stored", 1),
+            }
         }
         _ => response::unavailable("the store did not answer", 1),
     }

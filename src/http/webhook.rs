@@ -11,7 +11,7 @@ use ractor::rpc::CallResult;
 
 use super::response::{self, Body};
 use super::{HttpState, body};
-use crate::actor::{ChannelMsg, WebhookOutcome, channel_actor};
+use crate::actor::{ChannelMsg, PersistError, WebhookOutcome, channel_actor};
 use crate::metrics::WebhookResult;
 use crate::model::{Platform, Timestamp};
 use crate::platform::{self, HandshakeReply, SignedRequest, VerifyError};
@@ -102,8 +102,11 @@ async fn receive_untimed(state: &HttpState, platform: Platform, request: Request
         Ok(CallResult::Success(Ok(outcome))) => outcome,
         Ok(CallResult::Success(Err(e))) => {
             state.metrics.webhook(platform, WebhookResult::Unavailable);
-            tracing::error!(message = "Webhook not stored.", %platform, %delivery_id, error = %e);
-            return response::unavailable("the webhook could not be stored", 1);
+            tracing::warn!(message = "Webhook not stored.", %platform, %delivery_id, error = %e);
+            return match e {
+                PersistError::NotWritable(_) => response::store_not_writable("the webhook was not stored"),
+                PersistError::Failed(_) => response::unavailable("the webhook could not be stored", 1),
+            };
         }
         Ok(CallResult::Timeout) => {
             state.metrics.webhook(platform, WebhookResult::Unavailable);

@@ -24,6 +24,11 @@ pub(super) enum TreeId {
     PendingReceipts = 8,
     Watermarks = 9,
     Outbox = 10,
+    /// Signed bodies that did not parse (schema 2 kept them in a tree of their own).
+    Quarantine = 11,
+    /// How many records some tables hold (see `TreeId::COUNTED`), kept in the same atomic batch
+    /// as the records, so that nothing at start-up has to count them.
+    Counters = 12,
 }
 
 impl TreeId {
@@ -40,6 +45,15 @@ impl TreeId {
         (TreeId::Watermarks, "watermarks"),
         (TreeId::Outbox, "outbox"),
     ];
+
+    /// The tables whose records are counted in `Counters`, in `StoreCounts` order.
+    pub(super) const COUNTED: [TreeId; 4] =
+        [TreeId::Conversations, TreeId::Messages, TreeId::Events, TreeId::Quarantine];
+
+    /// Where `Counters` keeps this table's count.
+    pub(super) fn counter_key(self) -> Vec<u8> {
+        vec![TreeId::Counters.prefix(), self.prefix()]
+    }
 
     pub(super) fn prefix(self) -> u8 {
         self as u8
@@ -94,9 +108,15 @@ impl<'t> Keyspace<'t> {
         self.tree.scan_prefix(self.id.key(prefix)).map(strip_prefix)
     }
 
-    /// Entries in the table. Counts by iterating: call rarely.
-    pub(super) fn len(&self) -> usize {
-        self.tree.scan_prefix([self.id.prefix()]).count()
+    /// Entries in the table, by reading every one of them: for migrations and tests only. (An
+    /// error ends the count: sled's iterators repeat a failing step rather than moving on.)
+    pub(super) fn count_by_scanning(&self) -> sled::Result<u64> {
+        let mut count = 0;
+        for entry in self.tree.scan_prefix([self.id.prefix()]) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Durability: every write is atomic at once but durable only after a flush. The conversation
 //! actor batches flushes (group commit) and answers a webhook only after the flush that covers it.
 
+mod health;
 pub mod keys;
 mod keyspace;
 mod outbox;
@@ -12,6 +13,7 @@ mod writer;
 use keyspace::{Keyspace, TreeId};
 use writer::Writer;
 
+pub use health::{WriteFailure, WriteProblem, probe_write};
 pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
 
 use std::path::Path;
@@ -22,13 +24,15 @@ use crate::model::{Conversation, Direction, EventKind, InboundEvent, Message, Pl
 
 /// The on-disk layout this code writes. Bump it with a migration when a key or record changes.
 /// Schema 1 kept each table in a sled tree of its own; schema 2 keeps them in one tree (`data`),
-/// by key prefix (see `keyspace.rs`), and `open` migrates a schema-1 store.
-pub const SCHEMA_VERSION: u32 = 2;
+/// by key prefix (see `keyspace.rs`); schema 3 moves the quarantine into that tree too and keeps
+/// counters of the records (`TreeId::Counters`). `open` migrates older stores.
+pub const SCHEMA_VERSION: u32 = 3;
 
 const TREE_DATA: &str = "data";
 /// Schema-1 trees with no table of their own now: `activity` listed every platform's
 /// conversations, which the per-platform lists (schema 1's `platform_activity`) already hold.
 const SCHEMA_1_ONLY_TREES: [&str; 1] = ["activity"];
+/// Schema 2's quarantine tree (now `TreeId::Quarantine`).
 const TREE_QUARANTINE: &str = "quarantine";
 const TREE_TOKENS: &str = "tokens";
 /// How many of a conversation's newest messages a watermark receipt looks at.
@@ -46,14 +50,29 @@ pub enum StoreError {
         "the store at {path} is in use by another process (another `parley serve`?); stop it, or point storage.path elsewhere"
     )]
     Locked { path: String },
-    #[error("cannot open the store at {path}: {reason}")]
-    Open { path: String, reason: String },
+    #[error("cannot open the store at {path}: {}", plain_sled_error(source))]
+    Open { path: String, source: sled::Error },
     #[error("the store was written by a newer Parley (schema {found}, this build reads {SCHEMA_VERSION})")]
     SchemaTooNew { found: u32 },
     #[error("store I/O failed: {0}")]
     Io(#[from] sled::Error),
     #[error("a stored record does not decode: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// What this error says about writing the store, if it is a write failure: every I/O error
+    /// is (sled refuses all further writes after one); a record that does not encode is not.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        match self {
+            StoreError::Io(e) | StoreError::Open { source: e, .. } => Some(WriteFailure::from_sled(e)),
+            StoreError::Locked { .. } => Some(WriteFailure {
+                problem: WriteProblem::NotWritable,
+                reason: "another process holds the store open".to_owned(),
+            }),
+            StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) => None,
+        }
+    }
 }
 
 /// The result of storing one webhook's events.
@@ -95,7 +114,7 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
-/// Counts for `/metrics`.
+/// Counts for `/metrics`, kept by the store itself (`TreeId::Counters`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreCounts {
     pub conversations: usize,
@@ -105,30 +124,21 @@ pub struct StoreCounts {
 }
 
 /// The opened database, its shared tree and the tables in it. Cheap to clone (sled handles are
-/// reference counted).
+/// reference counted), but the conversation actor keeps the only long-lived handle: reopening the
+/// store after a write failure needs every other one gone.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     /// The tree every table (`TreeId`) lives in; batches are applied to it.
     data: sled::Tree,
-    quarantine: sled::Tree,
     tokens: sled::Tree,
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`, checking the schema version.
+    /// Opens (or creates) the store at `path`, checking the schema version and migrating an older
+    /// store (which, once, reads all of it). Blocking: call it off the async workers.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            // No background flush: every write that anyone waits for rides the conversation
-            // actor's group commit, and sled's timed flush, racing it, put 60 ms into the p99
-            // of webhooks at 2,000/s (ingest bench). Writes nobody waits for (a message becoming
-            // `sending`) are made durable by the next group flush or the flush at shutdown.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| open_error(path, source))?;
+        let db = open_db(path, cache_bytes).map_err(|source| open_error(path, source))?;
         let meta = db.open_tree(TREE_META)?;
         let data = db.open_tree(TREE_DATA)?;
         let found = match meta.get(KEY_SCHEMA_VERSION)? {
@@ -141,14 +151,33 @@ impl Store {
         };
         match found {
             Some(found) if found > SCHEMA_VERSION => return Err(StoreError::SchemaTooNew { found }),
-            Some(1) => migrate_from_separate_trees(&db, &data)?,
+            Some(1) => {
+                migrate_from_separate_trees(&db, &data)?;
+                migrate_to_counted_records(&db, &data)?;
+            }
+            Some(2) => migrate_to_counted_records(&db, &data)?,
             _ => {}
         }
         if found != Some(SCHEMA_VERSION) {
             meta.insert(KEY_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())?;
             db.flush()?;
         }
-        Ok(Store { quarantine: db.open_tree(TREE_QUARANTINE)?, tokens: db.open_tree(TREE_TOKENS)?, data, db })
+        Ok(Store { tokens: db.open_tree(TREE_TOKENS)?, data, db })
+    }
+
+    /// Opens the store again after its previous handle was dropped: sled's own threads may hold
+    /// the file lock a moment longer, so a refused lock is retried until `within` has passed.
+    /// Blocking.
+    pub fn reopen(path: &Path, cache_bytes: u64, within: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match Store::open(path, cache_bytes) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One table of the shared tree.
@@ -220,13 +249,14 @@ impl Store {
             body: String::from_utf8_lossy(body).into_owned(),
         };
         let id = self.db.generate_id()?;
-        self.quarantine.insert(id.to_be_bytes(), encode(&record)?)?;
-        Ok(())
+        let mut writer = Writer::new(self);
+        writer.insert_new(TreeId::Quarantine, id.to_be_bytes(), &record)?;
+        writer.commit()
     }
 
     /// The quarantined bodies, oldest first.
     pub fn quarantined(&self) -> Result<Vec<QuarantinedBody>, StoreError> {
-        self.quarantine.iter().values().map(|v| decode(&v?)).collect()
+        self.table(TreeId::Quarantine).scan_prefix(&[]).map(|entry| decode(&entry?.1)).collect()
     }
 
     /// One conversation.
@@ -367,14 +397,15 @@ impl Store {
             .collect()
     }
 
-    /// Sizes of the trees, for `/metrics`. Counts by iterating: call rarely.
-    pub fn counts(&self) -> StoreCounts {
-        StoreCounts {
-            conversations: self.table(TreeId::Conversations).len(),
-            messages: self.table(TreeId::Messages).len(),
-            events: self.table(TreeId::Events).len(),
-            quarantined: self.quarantine.len(),
+    /// How many records the store holds, for `/metrics`: read from the counters that every write
+    /// batch keeps (four reads, whatever the store's size).
+    pub fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let mut counts = [0usize; TreeId::COUNTED.len()];
+        for (count, table) in counts.iter_mut().zip(TreeId::COUNTED) {
+            *count = read_counter(self.data.get(table.counter_key())?.as_deref())? as usize;
         }
+        let [conversations, messages, events, quarantined] = counts;
+        Ok(StoreCounts { conversations, messages, events, quarantined })
     }
 
     /// Bytes the database takes on disk.
@@ -456,7 +487,7 @@ fn ingest_one(
                 received_at: stored_at,
                 dispatched_at: None,
             };
-            writer.insert(TreeId::Messages, id.as_bytes(), &message)?;
+            writer.insert_new(TreeId::Messages, id.as_bytes(), &message)?;
             writer.insert_raw(TreeId::Timeline, keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes());
             writer.insert_raw(TreeId::PlatformIds, index_key, id.as_bytes());
             if conv.last_message_at.is_none_or(|last| event.occurred_at >= last) {
@@ -486,7 +517,7 @@ fn ingest_one(
         }
     }
     let record = StoredEvent { conversation_id, message_id, stored_at, event: event.clone() };
-    writer.insert(TreeId::Events, event_key, &record)?;
+    writer.insert_new(TreeId::Events, event_key, &record)?;
     outcome.stored += 1;
     Ok(true)
 }
@@ -507,7 +538,92 @@ fn save_conversation(
             Vec::new(),
         );
     }
-    writer.insert(TreeId::Conversations, after.id.as_bytes(), after)
+    match before {
+        None => writer.insert_new(TreeId::Conversations, after.id.as_bytes(), after),
+        Some(_) => writer.insert(TreeId::Conversations, after.id.as_bytes(), after),
+    }
+}
+
+/// A counter's value (`TreeId::Counters`); absent is 0.
+fn read_counter(bytes: Option<&[u8]>) -> Result<u64, StoreError> {
+    match bytes {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes)
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("a record counter is not 8 bytes".into())),
+    }
+}
+
+/// sled 0.34.7 refuses a second open of a locked store with this `Other` I/O error.
+fn is_lock_refusal(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+fn sled_config(path: &Path, cache_bytes: u64) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .mode(sled::Mode::LowSpace)
+        // No background flush: every write that anyone waits for rides the conversation
+        // actor's group commit, and sled's timed flush, racing it, put 60 ms into the p99
+        // of webhooks at 2,000/s (ingest bench). Writes nobody waits for (a message becoming
+        // `sending`) are made durable by the next group flush or the flush at shutdown.
+        .flush_every_ms(None)
+}
+
+/// Opens sled, removing a snapshot it could not finish if that is what stops it.
+///
+/// sled 0.34 writes a snapshot of its page table at every open (and every million writes) to
+/// `snap.<lsn>.generating`, then renames it. When the disk fills up (or the process dies) in
+/// between, the unfinished file stays, sled takes it for the newest snapshot, and every later open
+/// fails with `Corruption` (ARCHITECTURE.md, "A store that cannot be written"). An unfinished
+/// snapshot is never needed: without it sled starts from the previous one and reads the rest from
+/// its log, exactly as after a crash before the snapshot began.
+fn open_db(path: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+    let error = match sled_config(path, cache_bytes).open() {
+        Err(error @ sled::Error::Corruption { .. }) => error,
+        other => return other,
+    };
+    let removed = remove_unfinished_snapshots(path)?;
+    if removed == 0 {
+        return Err(error);
+    }
+    tracing::warn!(message = "Removed an unfinished sled snapshot that kept the store from opening.", files = removed);
+    sled_config(path, cache_bytes).open()
+}
+
+/// Deletes `snap.*.generating` files in the store's directory; how many there were.
+fn remove_unfinished_snapshots(path: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Copies a whole tree into the shared tree under `id`'s prefix, in batches; how many records.
+fn copy_into(old: &sled::Tree, data: &sled::Tree, id: TreeId) -> Result<usize, StoreError> {
+    let mut moved = 0usize;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0usize;
+    for entry in old.iter() {
+        let (key, value) = entry?;
+        batch.insert(id.key(&key), value);
+        in_batch += 1;
+        if in_batch == 10_000 {
+            data.apply_batch(std::mem::take(&mut batch))?;
+            moved += in_batch;
+            in_batch = 0;
+        }
+    }
+    data.apply_batch(batch)?;
+    Ok(moved + in_batch)
 }
 
 /// Schema 1 → 2: copies each table's sled tree into the shared tree under its prefix, makes that
@@ -518,24 +634,9 @@ fn migrate_from_separate_trees(db: &sled::Db, data: &sled::Tree) -> Result<(), S
     let existing = db.tree_names();
     let mut moved = 0usize;
     for (id, name) in TreeId::ALL {
-        if !existing.iter().any(|n| n.as_ref() == name.as_bytes()) {
-            continue;
+        if existing.iter().any(|n| n.as_ref() == name.as_bytes()) {
+            moved += copy_into(&db.open_tree(name)?, data, id)?;
         }
-        let old = db.open_tree(name)?;
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0usize;
-        for entry in old.iter() {
-            let (key, value) = entry?;
-            batch.insert(id.key(&key), value);
-            in_batch += 1;
-            if in_batch == 10_000 {
-                data.apply_batch(std::mem::take(&mut batch))?;
-                moved += in_batch;
-                in_batch = 0;
-            }
-        }
-        data.apply_batch(batch)?;
-        moved += in_batch;
     }
     db.flush()?;
     for name in TreeId::ALL.iter().map(|(_, name)| *name).chain(SCHEMA_1_ONLY_TREES) {
@@ -544,11 +645,41 @@ fn migrate_from_separate_trees(db: &sled::Db, data: &sled::Tree) -> Result<(), S
         }
     }
     db.flush()?;
+    tracing::info!(message = "Store migrated to one shared tree.", from_schema = 1, to_schema = 2, records = moved);
+    Ok(())
+}
+
+/// Schema 2 → 3: moves the quarantine tree into the shared tree and counts the counted tables,
+/// once, into `TreeId::Counters` (the only time Parley reads the whole store). Safe to interrupt:
+/// until the schema version is rewritten, the next start does it again; the copy writes the same
+/// keys, the old tree is dropped only after the copy is durable, and the count is taken after the
+/// copy, from the shared tree alone.
+fn migrate_to_counted_records(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
+    tracing::info!(message = "Counting the store's records once (schema 2 to 3); a large store takes a while.");
+    let started = std::time::Instant::now();
+    if db.tree_names().iter().any(|n| n.as_ref() == TREE_QUARANTINE.as_bytes()) {
+        copy_into(&db.open_tree(TREE_QUARANTINE)?, data, TreeId::Quarantine)?;
+        db.flush()?;
+        db.drop_tree(TREE_QUARANTINE)?;
+    }
+    let mut batch = sled::Batch::default();
+    let mut counts = [0u64; TreeId::COUNTED.len()];
+    for (count, table) in counts.iter_mut().zip(TreeId::COUNTED) {
+        *count = Keyspace::new(data, table).count_by_scanning()?;
+        batch.insert(table.counter_key(), &count.to_be_bytes());
+    }
+    data.apply_batch(batch)?;
+    db.flush()?;
+    let [conversations, messages, events, quarantined] = counts;
     tracing::info!(
-        message = "Store migrated to one shared tree.",
-        from_schema = 1,
-        to_schema = SCHEMA_VERSION,
-        records = moved
+        message = "Store migrated: record counts are kept as records are written.",
+        from_schema = 2,
+        to_schema = 3,
+        conversations,
+        messages,
+        events,
+        quarantined,
+        seconds = started.elapsed().as_secs_f64()
     );
     Ok(())
 }
@@ -558,10 +689,15 @@ fn migrate_from_separate_trees(db: &sled::Db, data: &sled::Tree) -> Result<(), S
 /// code: 11, kind: WouldBlock, … }`); every other I/O error is shown by its plain text.
 fn open_error(path: &Path, error: sled::Error) -> StoreError {
     let path = path.display().to_string();
+    if is_lock_refusal(&error) { StoreError::Locked { path } } else { StoreError::Open { path, source: error } }
+}
+
+/// sled's error as plain text: an I/O error by its own words (`No space left on device (os error
+/// 28)`), not sled's `IO error: ` wrapping.
+fn plain_sled_error(error: &sled::Error) -> String {
     match error {
-        sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => StoreError::Locked { path },
-        sled::Error::Io(io) => StoreError::Open { path, reason: io.to_string() },
-        other => StoreError::Open { path, reason: other.to_string() },
+        sled::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -159,7 +159,7 @@ impl Store {
         // Replying means the operator has read the thread.
         conversation.unread = 0;
         super::save_conversation(&mut writer, before.as_ref(), &conversation)?;
-        writer.insert(TreeId::Messages, message_id.as_bytes(), &message)?;
+        writer.insert_new(TreeId::Messages, message_id.as_bytes(), &message)?;
         writer.insert_raw(
             TreeId::Timeline,
             keys::timeline_key(&conversation_id, now, &message_id),
@@ -173,11 +173,6 @@ impl Store {
     /// A platform's outbox, oldest first.
     pub fn outbox_entries(&self, platform: Platform) -> Result<Vec<OutboxEntry>, StoreError> {
         self.table(TreeId::Outbox).scan_prefix(&[platform.tag()]).map(|entry| decode(&entry?.1)).collect()
-    }
-
-    /// Messages waiting in a platform's outbox.
-    pub fn outbox_len(&self, platform: Platform) -> usize {
-        self.table(TreeId::Outbox).scan_prefix(&[platform.tag()]).count()
     }
 
     /// Marks a message as being sent (queued → sending).

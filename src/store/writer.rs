@@ -22,11 +22,13 @@ type TreeWrites = HashMap<Vec<u8>, Option<Vec<u8>>>;
 pub(super) struct Writer<'s> {
     store: &'s Store,
     writes: HashMap<TreeId, TreeWrites>,
+    /// Records this batch adds to each counted table (`TreeId::COUNTED` order).
+    new_records: [u64; TreeId::COUNTED.len()],
 }
 
 impl<'s> Writer<'s> {
     pub(super) fn new(store: &'s Store) -> Self {
-        Writer { store, writes: HashMap::new() }
+        Writer { store, writes: HashMap::new(), new_records: [0; TreeId::COUNTED.len()] }
     }
 
     fn tree(&self, id: TreeId) -> Keyspace<'s> {
@@ -69,16 +71,40 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
+    /// Inserts a record the caller knows is not there yet (it just looked, or made a new id), and
+    /// counts it, in the same batch, when its table is counted.
+    pub(super) fn insert_new<T: Serialize>(
+        &mut self,
+        id: TreeId,
+        key: impl Into<Vec<u8>>,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let key = key.into();
+        debug_assert!(!self.contains(id, &key)?, "insert_new of a key that exists in {id:?}");
+        if let Some(i) = TreeId::COUNTED.iter().position(|t| *t == id) {
+            self.new_records[i] += 1;
+        }
+        self.insert(id, key, value)
+    }
+
     pub(super) fn remove(&mut self, id: TreeId, key: impl Into<Vec<u8>>) {
         self.writes.entry(id).or_default().insert(key.into(), None);
     }
 
-    /// Applies every write atomically, in one batch on the shared tree.
+    /// Applies every write atomically, in one batch on the shared tree, with the counters of the
+    /// records it adds.
     pub(super) fn commit(self) -> Result<(), StoreError> {
         if self.writes.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
+        for (table, added) in TreeId::COUNTED.iter().zip(self.new_records) {
+            if added > 0 {
+                let key = table.counter_key();
+                let count = super::read_counter(self.store.data.get(&key)?.as_deref())?;
+                batch.insert(key, &(count + added).to_be_bytes());
+            }
+        }
         for (id, writes) in self.writes {
             for (key, value) in writes {
                 let key = id.key(&key);

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod sandbox;
+pub mod tmpfs;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};

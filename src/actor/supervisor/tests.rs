@@ -1,7 +1,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::actor::{ConversationMsg, WebhookOutcome, conversation_actor};
+use crate::actor::conversation::StoreLocation;
+use crate::actor::{ConversationMsg, StoreAvailability, WebhookOutcome, conversation_actor};
 use crate::model::{ContentKind, Direction, EventKind, InboundEvent, MessageContent, Timestamp};
 use crate::store::Store;
 
@@ -74,40 +75,59 @@ fn restart_delay_doubles_up_to_the_cap() {
     assert_eq!(restart_delay(initial, max, u32::MAX), max);
 }
 
+/// Arguments for a conversation actor on a fresh store in `dir`.
+fn conversation_args(dir: &std::path::Path) -> ConversationArgs {
+    let location = StoreLocation { path: dir.join("db"), cache_bytes: 8 << 20 };
+    ConversationArgs::new(Store::open(&location.path, location.cache_bytes).unwrap(), location)
+}
+
+/// Waits until a (restarted) conversation actor has opened the store again.
+async fn wait_until_store_up(actor: &ActorRef<ConversationMsg>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = ractor::call!(actor, |reply| ConversationMsg::GetStoreStatus { reply }).unwrap();
+        if status.availability == StoreAvailability::Up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the restarted actor never opened the store: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_panicking_store_actor_is_restarted_and_keeps_what_was_acknowledged() {
     let _turn = TREE.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db"), 8 << 20).unwrap();
     let (fatal, mut fatal_rx) = mpsc::unbounded_channel();
-    let args = SupervisorArgs {
-        conversation: ConversationArgs { store: store.clone() },
-        channels: vec![],
-        limits: limits(3),
-        fatal,
-    };
+    let args =
+        SupervisorArgs { conversation: conversation_args(dir.path()), channels: vec![], limits: limits(3), fatal };
     let (supervisor, handle) = Actor::spawn(None, Supervisor, args).await.unwrap();
 
     let first = conversation_actor().unwrap();
     assert!(matches!(ingest(&first, "m_before").await, WebhookOutcome::Stored(o) if o.stored == 1));
     first.cast(ConversationMsg::Panic).unwrap();
     let second = wait_for_new_conversation_actor(first.get_id()).await;
+    // The restarted actor opens the store itself (the failed one's handle went with it).
+    wait_until_store_up(&second).await;
     assert!(matches!(ingest(&second, "m_after").await, WebhookOutcome::Stored(o) if o.stored == 1));
-    assert!(store.message_by_platform_id(Platform::Facebook, "m_before").unwrap().is_some());
     assert!(fatal_rx.try_recv().is_err(), "one panic is within the budget");
 
     ractor::call!(supervisor, |reply| SupervisorMsg::ShutDown { reply }).unwrap();
     supervisor.stop(None);
     handle.await.unwrap();
+    let store = Store::reopen(&dir.path().join("db"), 8 << 20, Duration::from_secs(10)).unwrap();
+    for mid in ["m_before", "m_after"] {
+        assert!(store.message_by_platform_id(Platform::Facebook, mid).unwrap().is_some(), "{mid}");
+    }
 }
 
 #[tokio::test]
 async fn spending_the_restart_budget_is_reported_as_fatal() {
     let _turn = TREE.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db"), 8 << 20).unwrap();
     let (fatal, mut fatal_rx) = mpsc::unbounded_channel();
-    let args = SupervisorArgs { conversation: ConversationArgs { store }, channels: vec![], limits: limits(2), fatal };
+    let args =
+        SupervisorArgs { conversation: conversation_args(dir.path()), channels: vec![], limits: limits(2), fatal };
     let (supervisor, handle) = Actor::spawn(None, Supervisor, args).await.unwrap();
 
     let mut current = conversation_actor().unwrap();
