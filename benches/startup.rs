@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench startup -- [--messages N] [--contacts N] [--runs N] [--store DIR]
+//!                                 [--checkpoint yes|no]
 //! ```
 //!
 //! Defaults: 1,000,000 WhatsApp text webhooks from 20,000 contacts, 5 runs. The store is built once
@@ -12,7 +13,8 @@
 //! version; a `.complete` file next to it marks a finished build). It is written through the
 //! `Store` API with exactly the records the daemon writes for those webhooks: each body parsed by
 //! the WhatsApp module, stored in groups of 16 (`ingest_group`, one atomic batch per group, as
-//! the conversation actor stores them under load) and flushed every 4 groups. Then the release
+//! the conversation actor stores them under load) and flushed every 4 groups; then, unless
+//! `--checkpoint no`, closed and opened again as the daemon does at a clean stop (timed). Then the release
 //! binary is started on it `--runs` times: the time from spawn to the first `/health` 200 and the
 //! first `/ready` 200, and from SIGTERM to exit, with the medians. When the store was built in the
 //! same invocation, run 1 is the first open of a store written in one long session (sled replays
@@ -44,24 +46,31 @@ const BUILD_CACHE_BYTES: u64 = 256 << 20;
 const START_DEADLINE: Duration = Duration::from_secs(120);
 const POLL_EVERY: Duration = Duration::from_millis(5);
 
-const USAGE: &str = "usage: cargo bench --bench startup -- [--messages N] [--contacts N] [--runs N] [--store DIR]";
+const USAGE: &str = "usage: cargo bench --bench startup -- [--messages N] [--contacts N] [--runs N] [--store DIR] [--checkpoint yes|no]";
 
 struct Options {
     messages: usize,
     contacts: usize,
     runs: usize,
     store: Option<PathBuf>,
+    /// Leave the freshly built store as a daemon killed without a clean stop would.
+    no_checkpoint: bool,
 }
 
 impl Options {
     fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
-        let mut options = Options { messages: 1_000_000, contacts: 20_000, runs: 5, store: None };
+        let mut options = Options { messages: 1_000_000, contacts: 20_000, runs: 5, store: None, no_checkpoint: false };
         for (flag, value) in flag_pairs(args)? {
             match flag.as_str() {
                 "--messages" => options.messages = positive(&flag, &value)?,
                 "--contacts" => options.contacts = positive(&flag, &value)?,
                 "--runs" => options.runs = positive(&flag, &value)?,
                 "--store" => options.store = Some(PathBuf::from(value)),
+                "--checkpoint" => match value.as_str() {
+                    "yes" => options.no_checkpoint = false,
+                    "no" => options.no_checkpoint = true,
+                    _ => return Err(format!("--checkpoint takes yes or no, not `{value}`")),
+                },
                 other => return Err(format!("unknown option `{other}`")),
             }
         }
@@ -84,7 +93,7 @@ fn main() {
     let complete = store.with_extension("complete");
     let built_now = !complete.exists();
     if built_now {
-        build_store(&store, options.messages, options.contacts);
+        build_store(&store, options.messages, options.contacts, !options.no_checkpoint);
         std::fs::write(&complete, b"").expect("mark the store complete");
     } else {
         println!("store: {} (built earlier)", store.display());
@@ -127,8 +136,13 @@ fn main() {
     }
     if built_now {
         println!(
-            "\nrun 1 is the first open since the store was written: sled 0.34 writes its snapshot only when it \
-             opens, so that open replays the whole log written since the previous one (here: all of it)"
+            "\nrun 1 is the first open since the store was written{}: sled 0.34 writes its snapshot only when it \
+             opens, so an open replays the log written since the previous one",
+            if options.no_checkpoint {
+                " without a checkpoint (here it replays all of it)"
+            } else {
+                " and checkpointed"
+            }
         );
     }
     let restarts = if built_now && options.runs > 1 { 1 } else { 0 };
@@ -152,7 +166,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Writes the store: `messages` webhooks, the sender of each one of `contacts`.
-fn build_store(path: &Path, messages: usize, contacts: usize) {
+/// With `checkpoint`, closes and reopens it at the end as the daemon's clean stop would.
+fn build_store(path: &Path, messages: usize, contacts: usize, checkpoint: bool) {
     if path.exists() {
         std::fs::remove_dir_all(path).expect("remove an unfinished store");
     }
@@ -181,8 +196,18 @@ fn build_store(path: &Path, messages: usize, contacts: usize) {
         }
     }
     store.flush_blocking().expect("flush");
-    drop(store);
     println!("built in {:.0} s", started.elapsed().as_secs_f64());
+    if checkpoint {
+        // What the daemon does at a clean stop after writing this much without a quiet moment (a
+        // daemon with quiet moments has checkpointed on its own meanwhile).
+        let started = Instant::now();
+        let store = store.checkpoint(Duration::from_secs(10)).expect("checkpoint the store");
+        drop(store);
+        println!(
+            "checkpoint of the freshly written store (as the daemon's SIGTERM does): {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 /// A realistic one-message WhatsApp text webhook (like the ingest bench's), unique wamid per `seq`.

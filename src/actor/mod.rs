@@ -85,6 +85,8 @@ pub struct StoreStatus {
     pub write_errors: [u64; 2],
     /// Times the store stopped taking writes since the daemon started, by kind.
     pub outages: [u64; 2],
+    /// Checkpoints taken while running (see `conversation`).
+    pub checkpoints: u64,
 }
 
 /// What became of one verified webhook body.
@@ -174,6 +176,8 @@ pub enum ConversationMsg {
     Flushed(Result<(), WriteFailure>),
     /// Probing and reopening a store that could not be written (internal).
     Recovery(conversation::Recovery),
+    /// Closing and reopening the store so that sled writes its snapshot (internal).
+    Checkpoint(conversation::CheckpointStep),
     /// List conversations.
     ListConversations {
         platform: Option<Platform>,

@@ -246,6 +246,7 @@ impl Store {
     /// Keeps a refreshed token (durable after the next flush; callers flush).
     pub fn save_token(&self, platform: Platform, token: &StoredToken) -> Result<(), StoreError> {
         self.tokens.insert(platform.as_str(), encode(token)?)?;
+        self.note_written(1);
         Ok(())
     }
 
@@ -259,6 +260,7 @@ impl Store {
         let changed = change(&mut message);
         if changed {
             self.table(TreeId::Messages).insert(id, encode(&message)?)?;
+            self.note_written(1);
         }
         Ok(Some(StatusChange { message, changed }))
     }

@@ -98,6 +98,7 @@ impl<'s> Writer<'s> {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
+        let records: usize = self.writes.values().map(|w| w.len()).sum();
         for (table, added) in TreeId::COUNTED.iter().zip(self.new_records) {
             if added > 0 {
                 let key = table.counter_key();
@@ -115,6 +116,7 @@ impl<'s> Writer<'s> {
             }
         }
         self.store.data.apply_batch(batch)?;
+        self.store.note_written(records);
         Ok(())
     }
 }
