@@ -53,6 +53,7 @@ pub fn serve(config_path: &Path) -> ExitCode {
 
 async fn run(config: Arc<Config>) -> u8 {
     warn_about_development_secrets(&config);
+    crate::fdlimit::raise_and_report(config.server.max_connections);
     let store = match Store::open(&config.storage.path, config.storage.cache_bytes) {
         Ok(store) => store,
         Err(e) => {

@@ -1,8 +1,10 @@
 //! Counters for `/metrics`, kept by the HTTP front end (what it answered) in plain atomics.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::connections::ConnectionCounters;
 use crate::actor::ChannelStatus;
 use crate::model::Platform;
 use crate::store::StoreCounts;
@@ -44,6 +46,8 @@ pub struct Metrics {
     events_stored: [AtomicU64; 4],
     events_duplicate: [AtomicU64; 4],
     api_requests: AtomicU64,
+    /// Kept by the accept loop.
+    pub connections: Arc<ConnectionCounters>,
 }
 
 fn platform_index(platform: Platform) -> usize {
@@ -136,6 +140,41 @@ impl Metrics {
             let _ = writeln!(out, "parley_store_records{{tree=\"messages\"}} {}", counts.messages);
             let _ = writeln!(out, "parley_store_records{{tree=\"events\"}} {}", counts.events);
             let _ = writeln!(out, "parley_store_records{{tree=\"quarantine\"}} {}", counts.quarantined);
+        }
+        let c = self.connections.totals();
+        let gauges = [
+            ("parley_connections_open", "Connections open now (serving a request or waiting for one).", c.open),
+            (
+                "parley_connections_max",
+                "At this many open connections each new one closes the longest-waiting one (server.max_connections).",
+                c.max,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP parley_connections_accepted_total Connections accepted since start.\n\
+             # TYPE parley_connections_accepted_total counter\nparley_connections_accepted_total {}",
+            c.accepted
+        );
+        out.push_str(
+            "# HELP parley_connections_shed_total Connections closed at server.max_connections to make room for a new one, \
+             by what they were doing (idle: kept alive, no next request yet; slow_headers: request headers not complete), \
+             and new ones turned away because every connection was serving a request (at_cap).\n\
+             # TYPE parley_connections_shed_total counter\n",
+        );
+        for (reason, n) in [("idle", c.shed_idle), ("slow_headers", c.shed_slow_headers), ("at_cap", c.refused_at_cap)]
+        {
+            let _ = writeln!(out, "parley_connections_shed_total{{reason=\"{reason}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP parley_connections_timed_out_total Connections closed by server.header_read_timeout_secs (header) \
+             or server.idle_timeout_secs (idle).\n# TYPE parley_connections_timed_out_total counter\n",
+        );
+        for (timeout, n) in [("header", c.timed_out_header), ("idle", c.timed_out_idle)] {
+            let _ = writeln!(out, "parley_connections_timed_out_total{{timeout=\"{timeout}\"}} {n}");
         }
         let _ = writeln!(
             out,
