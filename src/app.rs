@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
@@ -77,7 +76,7 @@ async fn run(config: Arc<Config>) -> u8 {
             return EXIT_RUNTIME;
         }
     };
-    let listener = match TcpListener::bind(config.server.listen).await {
+    let listener = match http::bind(config.server.listen) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(message = "Cannot listen.", addr = %config.server.listen, error = %e);

@@ -36,7 +36,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
@@ -583,6 +583,20 @@ impl CapWarning {
             (self.shed, self.refused) = (0, 0);
         }
     }
+}
+
+/// The kernel's queue of connections not yet accepted. tokio's `TcpListener::bind` asks for 1024;
+/// while the accept loop sheds a flood of new connections, a full queue drops SYNs, and a
+/// legitimate client then waits for its 1 s SYN retry. Linux caps this at `net.core.somaxconn`
+/// (4096 by default since 5.4).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds the listener (with `SO_REUSEADDR`, like `TcpListener::bind`) and a deep accept queue.
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Accepts connections until `shutdown` resolves, serving each with the connection `connect`

@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use self::connections::{ConnectionCounters, ConnectionLimits, accept_loop};
+pub use self::connections::{ConnectionCounters, ConnectionLimits, accept_loop, bind};
 use self::metrics::Metrics;
 use self::response::Body;
 use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, channel_actor, conversation_actor};
