@@ -226,7 +226,11 @@ async fn run(options: Options) {
             (Some(a), Some(b)) => format!("{:.2}", (b - a) / phase_start.elapsed().as_secs_f64()),
             _ => "unknown".to_owned(),
         };
-        println!("    attack during measurement: {}; parley CPU {cores} cores", attacker.report());
+        println!(
+            "    attack during measurement: {}; parley CPU {cores} cores, RSS {}",
+            attacker.report(),
+            resident_memory(daemon.pid()).unwrap_or_else(|| "unknown".to_owned())
+        );
         attacker.stop();
         println!("    {}", server_connection_metrics(daemon.addr).await);
         results.push(ScenarioResult { attack, fresh, reused });
@@ -263,6 +267,10 @@ async fn run(options: Options) {
 #[derive(Default)]
 struct Latencies {
     sorted_ns: Vec<u64>,
+    /// How late this client itself started each webhook (its own scheduling, not the server).
+    lag_ns: Vec<u64>,
+    /// Fresh connections: connect and handshake, the part the accept queue adds.
+    connect_ns: Vec<u64>,
     ok: usize,
     non_ok: usize,
     failed: usize,
@@ -270,12 +278,24 @@ struct Latencies {
 
 const FAILED: u64 = u64::MAX;
 
+/// How one webhook went.
+struct Outcome {
+    /// Status and latency from the scheduled time; `None` when it failed.
+    answer: Option<(u16, Duration)>,
+    lag: Duration,
+    connect: Option<Duration>,
+}
+
 impl Latencies {
-    fn from_results(results: Vec<Result<(u16, Duration), ()>>) -> Latencies {
+    fn from_outcomes(outcomes: Vec<Outcome>) -> Latencies {
         let mut latencies = Latencies::default();
-        for result in results {
-            match result {
-                Ok((status, latency)) => {
+        for outcome in outcomes {
+            latencies.lag_ns.push(outcome.lag.as_nanos() as u64);
+            if let Some(connect) = outcome.connect {
+                latencies.connect_ns.push(connect.as_nanos() as u64);
+            }
+            match outcome.answer {
+                Some((status, latency)) => {
                     if status == 200 {
                         latencies.ok += 1;
                     } else {
@@ -283,13 +303,15 @@ impl Latencies {
                     }
                     latencies.sorted_ns.push(latency.as_nanos() as u64);
                 }
-                Err(()) => {
+                None => {
                     latencies.failed += 1;
                     latencies.sorted_ns.push(FAILED);
                 }
             }
         }
         latencies.sorted_ns.sort_unstable();
+        latencies.lag_ns.sort_unstable();
+        latencies.connect_ns.sort_unstable();
         latencies
     }
 }
@@ -311,6 +333,22 @@ fn print_row(label: &str, latencies: &Latencies) {
         latencies.ok,
         latencies.non_ok,
         latencies.failed,
+    );
+    let connect = if latencies.connect_ns.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; connect p50 {} p99 {} max {}",
+            ms(percentile(&latencies.connect_ns, 0.50)),
+            ms(percentile(&latencies.connect_ns, 0.99)),
+            ms(latencies.connect_ns.last().copied())
+        )
+    };
+    println!(
+        "    of which: this client's own start lag p50 {} p99 {} max {}{connect}",
+        ms(percentile(&latencies.lag_ns, 0.50)),
+        ms(percentile(&latencies.lag_ns, 0.99)),
+        ms(latencies.lag_ns.last().copied()),
     );
 }
 
@@ -363,22 +401,27 @@ async fn legitimate_fresh(addr: SocketAddr, options: &Options, seq_base: u64) ->
             let scheduled = start + interval * i as u32;
             tokio::spawn(async move {
                 tokio::time::sleep_until(scheduled.into()).await;
+                let lag = scheduled.elapsed();
+                let mut connect_took = None;
                 let attempt = async {
+                    let began = Instant::now();
                     let mut sender = connect(addr).await?;
+                    connect_took = Some(began.elapsed());
                     exchange(&mut sender, webhook_request(addr, seq_base + i as u64)).await
                 };
-                match tokio::time::timeout(timeout, attempt).await {
-                    Ok(Ok(status)) => Ok((status, scheduled.elapsed())),
-                    _ => Err(()),
-                }
+                let answer = match tokio::time::timeout(timeout, attempt).await {
+                    Ok(Ok(status)) => Some((status, scheduled.elapsed())),
+                    _ => None,
+                };
+                Outcome { answer, lag, connect: connect_took }
             })
         })
         .collect();
-    let mut results = Vec::with_capacity(tasks.len());
+    let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
-        results.push(task.await.expect("a webhook task does not panic"));
+        outcomes.push(task.await.expect("a webhook task does not panic"));
     }
-    Latencies::from_results(results)
+    Latencies::from_outcomes(outcomes)
 }
 
 /// One kept-alive connection, one webhook at a time at the scheduled times (a late one goes as
@@ -389,29 +432,39 @@ async fn legitimate_reused(addr: SocketAddr, options: &Options, seq_base: u64) -
     let interval = Duration::from_secs_f64(1.0 / options.rate as f64);
     let give_up = start + interval * options.webhooks as u32 + options.timeout;
     let mut sender = None;
-    let mut results = Vec::with_capacity(options.webhooks);
+    let mut outcomes = Vec::with_capacity(options.webhooks);
     for i in 0..options.webhooks {
         let scheduled = start + interval * i as u32;
         if Instant::now() > give_up {
-            results.push(Err(()));
+            outcomes.push(Outcome { answer: None, lag: scheduled.elapsed(), connect: None });
             continue;
         }
         tokio::time::sleep_until(scheduled.into()).await;
+        let lag = scheduled.elapsed();
         let attempt = async {
             if sender.is_none() {
                 sender = Some(connect(addr).await?);
             }
             exchange(sender.as_mut().expect("connected just above"), webhook_request(addr, seq_base + i as u64)).await
         };
-        match tokio::time::timeout(options.timeout, attempt).await {
-            Ok(Ok(status)) => results.push(Ok((status, scheduled.elapsed()))),
+        let answer = match tokio::time::timeout(options.timeout, attempt).await {
+            Ok(Ok(status)) => Some((status, scheduled.elapsed())),
             _ => {
                 sender = None;
-                results.push(Err(()));
+                None
             }
-        }
+        };
+        outcomes.push(Outcome { answer, lag, connect: None });
     }
-    Latencies::from_results(results)
+    Latencies::from_outcomes(outcomes)
+}
+
+/// A process's resident memory, from /proc (Linux only).
+fn resident_memory(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(format!("{:.1} MiB", kib as f64 / 1024.0))
 }
 
 /// The daemon's own connection counters, as one line (absent on a build without them).
