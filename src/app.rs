@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::Actor;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
@@ -65,6 +64,7 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     let mut terminations = Terminations::register();
     let config = Arc::new(loaded.config.clone());
     warn_about_development_secrets(&config);
+    crate::fdlimit::raise_and_report(config.server.max_connections);
     // Off the async workers: opening reads sled's log, and a migration reads the whole store once.
     let location = StoreLocation { path: config.storage.path.clone(), cache_bytes: config.storage.cache_bytes };
     let opening = location.clone();
@@ -93,7 +93,7 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
             return EXIT_RUNTIME;
         }
     };
-    let listener = match TcpListener::bind(config.server.listen).await {
+    let listener = match http::bind(config.server.listen) {
         Ok(listener) => listener,
         Err(e) => {
             notifier.status(&format!("cannot listen on {}: {e}", config.server.listen));

@@ -6,6 +6,7 @@
 pub mod actor;
 pub mod app;
 pub mod config;
+pub mod fdlimit;
 pub mod http;
 pub mod memory;
 pub mod metrics;

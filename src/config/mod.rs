@@ -60,9 +60,13 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// A new connection must complete its request headers within this of accept; a kept-alive
+    /// one within this of the first byte of its next request.
     pub header_read_timeout_secs: u64,
+    /// A kept-alive connection may wait this long for its next request.
+    pub idle_timeout_secs: u64,
     pub request_timeout_secs: u64,
-    /// Connections beyond this wait in the kernel's accept queue.
+    /// At this many open connections each new one closes the one waiting longest for a request.
     pub max_connections: usize,
     /// Webhooks being verified, parsed or stored at once; more get 503 with Retry-After.
     pub max_inflight_webhooks: usize,
@@ -365,6 +369,7 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
     require(server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024");
     require(server.max_body_bytes <= 64 << 20, "server.max_body_bytes", "must be at most 67108864 (64 MiB)");
     require(server.header_read_timeout_secs > 0, "server.header_read_timeout_secs", "must be above 0");
+    require(server.idle_timeout_secs > 0, "server.idle_timeout_secs", "must be above 0");
     require(server.request_timeout_secs > 0, "server.request_timeout_secs", "must be above 0");
     require(server.max_connections > 0, "server.max_connections", "must be above 0");
     require(server.max_inflight_webhooks > 0, "server.max_inflight_webhooks", "must be above 0");

@@ -3,6 +3,7 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 
+use super::connections::ConnectionTotals;
 use crate::actor::{ChannelStatus, StoreAvailability, StoreStatus};
 use crate::metrics::{Metrics, PlatformLabel, counter_family, encode_scrape, gauge_family, scrape_registry};
 use crate::model::Platform;
@@ -24,10 +25,12 @@ struct KindLabel {
 pub fn render(
     metrics: &Metrics,
     store: Option<&StoreStatus>,
+    connections: &ConnectionTotals,
     uptime_secs: u64,
     channels: &[(Platform, Option<ChannelStatus>)],
 ) -> String {
     let mut registry = scrape_registry();
+    connection_metrics(&mut registry, connections);
     let up = gauge_family::<PlatformLabel>(
         &mut registry,
         "parley_channel_up",
@@ -90,6 +93,59 @@ pub fn render(
         tracing::error!(message = "Metrics did not encode.", error = %e);
     }
     out
+}
+
+/// `{reason}` of shed connections, `{timeout}` of timed-out ones.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabel {
+    timeout: &'static str,
+}
+
+/// The accept loop's counts (`connections.rs`).
+fn connection_metrics(registry: &mut prometheus_client::registry::Registry, c: &ConnectionTotals) {
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::gauge::Gauge;
+    let gauge = |value: u64| {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge
+    };
+    registry.register(
+        "parley_connections_open",
+        "Connections open now (serving a request or waiting for one)",
+        gauge(c.open),
+    );
+    registry.register(
+        "parley_connections_max",
+        "At this many open connections each new one closes the longest-waiting one (server.max_connections)",
+        gauge(c.max),
+    );
+    let accepted = Counter::<u64>::default();
+    accepted.inc_by(c.accepted);
+    registry.register("parley_connections_accepted", "Connections accepted since start", accepted);
+    let shed = counter_family::<ReasonLabel>(
+        registry,
+        "parley_connections_shed",
+        "Connections closed at server.max_connections to make room for a new one, by what they were doing \
+         (idle: kept alive, no next request yet; slow_headers: request headers not complete), and new ones turned \
+         away because every connection was serving a request (at_cap)",
+    );
+    for (reason, n) in [("idle", c.shed_idle), ("slow_headers", c.shed_slow_headers), ("at_cap", c.refused_at_cap)] {
+        shed.get_or_create(&ReasonLabel { reason }).inc_by(n);
+    }
+    let timed_out = counter_family::<TimeoutLabel>(
+        registry,
+        "parley_connections_timed_out",
+        "Connections closed by server.header_read_timeout_secs (header) or server.idle_timeout_secs (idle)",
+    );
+    for (timeout, n) in [("header", c.timed_out_header), ("idle", c.timed_out_idle)] {
+        timed_out.get_or_create(&TimeoutLabel { timeout }).inc_by(n);
+    }
 }
 
 /// Whether the store takes writes, its failed writes and its outages (kept by the conversation

@@ -6,6 +6,7 @@
 
 mod api;
 mod body;
+pub mod connections;
 pub mod metrics;
 mod response;
 mod send;
@@ -19,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown};
 use ractor::rpc::CallResult;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+pub use self::connections::{ConnectionCounters, ConnectionLimits, accept_loop, bind};
 use self::response::Body;
 use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, StoreStatus, channel_actor, conversation_actor};
 use crate::config::Config;
@@ -39,6 +40,8 @@ pub struct HttpState {
     config: RwLock<Arc<Config>>,
     /// The process's metrics (`crate::metrics::metrics()`).
     pub metrics: &'static Metrics,
+    /// What the accept loop counts (open, shed, timed out), for `/metrics`.
+    pub connections: Arc<ConnectionCounters>,
     /// Webhooks in progress; see `server.max_inflight_webhooks`.
     webhook_permits: Arc<Semaphore>,
     /// A counter that names each delivery in the logs.
@@ -53,6 +56,7 @@ impl HttpState {
         HttpState {
             config: RwLock::new(config),
             metrics: crate::metrics::metrics(),
+            connections: Arc::new(ConnectionCounters::default()),
             webhook_permits: Arc::new(Semaphore::new(permits)),
             deliveries: AtomicU64::new(0),
             started: Instant::now(),
@@ -76,69 +80,27 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
     let config = state.config();
     let server = &config.server;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Without a timer hyper silently drops its header timeout (STACK.md §2): slow-header clients
-    // would hold connections forever.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(server.header_read_timeout_secs));
+    // hyper's own header timeout is off: it starts only after the protocol sniff and restarts at
+    // the end of each response (so it would also cut keep-alive at 10 s), and HTTP/2 has none.
+    // The accept loop enforces both timeouts for both protocols (connections.rs).
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
+    let limits = ConnectionLimits {
+        max_connections: server.max_connections,
+        header_timeout: Duration::from_secs(server.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(server.idle_timeout_secs),
+    };
     let grace = Duration::from_secs(server.shutdown_grace_secs);
-    accept_loop(listener, server.max_connections, grace, shutdown, move |io| {
+    let counters = state.connections.clone();
+    accept_loop(listener, limits, counters, grace, shutdown, move |io, requests| {
         let state = state.clone();
         let service = hyper::service::service_fn(move |request| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(dispatch(&state, request).await) }
         });
-        builder.serve_connection(io, service).into_owned()
+        builder.serve_connection(io, requests.service(service)).into_owned()
     })
     .await;
-}
-
-/// Accepts connections until `shutdown` resolves, serving each with the connection `connect`
-/// makes; then stops accepting and gives open connections `grace` to finish. At most
-/// `max_connections` are served at once: more wait in the kernel's accept backlog until one closes.
-/// Shared by the daemon and `parley sandbox`.
-pub async fn accept_loop<C>(
-    listener: TcpListener,
-    max_connections: usize,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
-    mut connect: impl FnMut(TokioIo<TcpStream>) -> C,
-) where
-    C: GracefulConnection + Send + 'static,
-    C::Error: Send,
-{
-    let connections = Arc::new(Semaphore::new(max_connections));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the connection semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Usually out of file descriptors: wait a little rather than spin.
-                    tracing::warn!(message = "Accept failed.", error = %e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let watched = graceful.watch(connect(TokioIo::new(stream)));
-        tokio::spawn(async move {
-            let _ = watched.await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    tracing::info!(message = "Stopped accepting; finishing requests in flight.", connections = graceful.count());
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(grace) => tracing::warn!(message = "Connections still open at the shutdown deadline."),
-    }
 }
 
 /// Method and path to handler.
@@ -251,6 +213,8 @@ async fn ready(state: &HttpState) -> Response<Body> {
 async fn metrics(state: &HttpState) -> Response<Body> {
     let store = store_status().await;
     let statuses = channel_statuses(state).await;
-    let text = metrics::render(state.metrics, store.as_ref(), state.started.elapsed().as_secs(), &statuses);
+    let connections = state.connections.totals();
+    let text =
+        metrics::render(state.metrics, store.as_ref(), &connections, state.started.elapsed().as_secs(), &statuses);
     response::with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

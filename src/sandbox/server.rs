@@ -17,14 +17,19 @@ use tokio::net::TcpListener;
 
 use super::core::{self, Delivery, Now, Sandbox};
 use super::receipts::ReceiptSender;
+use crate::http::{ConnectionCounters, ConnectionLimits};
 use crate::model::Timestamp;
 
 /// Larger request bodies get 413; no platform send is near it (Viber's limit is 30 KB).
 const MAX_BODY_BYTES: usize = 1 << 20;
-/// Connections beyond this wait in the kernel's accept queue.
+/// At this many open connections each new one closes the one waiting longest for a request.
 const MAX_CONNECTIONS: usize = 1024;
 /// How long a client may take to send its headers, and its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A kept-alive connection may wait this long for its next request: longer than the daemon's
+/// client keeps idle connections (60 s, `outbound::client`), so the client always closes first
+/// and never sends on a connection the sandbox is closing.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Requests in flight at shutdown get this long.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -61,14 +66,18 @@ impl std::error::Error for DropConnection {}
 /// Serves until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(READ_TIMEOUT);
-    crate::http::accept_loop(listener, MAX_CONNECTIONS, SHUTDOWN_GRACE, shutdown, move |io| {
+    // The accept loop enforces the header and idle timeouts (hyper's would also cut keep-alive).
+    builder.timer(TokioTimer::new()).header_read_timeout(None);
+    let limits =
+        ConnectionLimits { max_connections: MAX_CONNECTIONS, header_timeout: READ_TIMEOUT, idle_timeout: IDLE_TIMEOUT };
+    let counters = Arc::new(ConnectionCounters::default());
+    crate::http::accept_loop(listener, limits, counters, SHUTDOWN_GRACE, shutdown, move |io, requests| {
         let shared = shared.clone();
         let service = hyper::service::service_fn(move |request| {
             let shared = shared.clone();
             async move { answer(&shared, request).await }
         });
-        builder.serve_connection(io, service)
+        builder.serve_connection(io, requests.service(service))
     })
     .await;
 }
