@@ -4,7 +4,7 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::{ConversationMsg, PersistError, WebhookOutcome, WebhookReply};
+use super::{ConversationMsg, PersistError, ReadError, WebhookOutcome, WebhookReply};
 use crate::model::{InboundEvent, Platform, Timestamp};
 use crate::store::{Store, StoreCounts, StoreError};
 
@@ -207,7 +207,8 @@ impl Actor for ConversationActor {
                 let _ = reply.send(state.store.message(&id).map_err(|e| read_failed(&e)));
             }
             ConversationMsg::GetCounts { reply } => {
-                let _ = reply.send(state.counts);
+                let counts = StoreCounts { unreadable: state.store.unreadable_records(), ..state.counts };
+                let _ = reply.send(counts);
             }
             ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply } => {
                 match state.store.enqueue(&target, &draft, Timestamp::now(), retry_deadline_ms) {
@@ -288,7 +289,13 @@ impl Actor for ConversationActor {
     }
 }
 
-fn read_failed(e: &StoreError) -> String {
-    tracing::error!(message = "Store read failed.", error = %e);
-    e.to_string()
+fn read_failed(e: &StoreError) -> ReadError {
+    match e {
+        // Already logged, once, where it was found.
+        StoreError::Unreadable { .. } => ReadError::Unreadable(e.to_string()),
+        _ => {
+            tracing::error!(message = "Store read failed.", error = %e);
+            ReadError::Failed(e.to_string())
+        }
+    }
 }

@@ -136,6 +136,11 @@ impl Metrics {
             let _ = writeln!(out, "parley_store_records{{tree=\"messages\"}} {}", counts.messages);
             let _ = writeln!(out, "parley_store_records{{tree=\"events\"}} {}", counts.events);
             let _ = writeln!(out, "parley_store_records{{tree=\"quarantine\"}} {}", counts.quarantined);
+            let _ = writeln!(
+                out,
+                "# HELP parley_store_unreadable_records_total Stored records found undecodable since start (each logged once with its key; listings skip them).\n# TYPE parley_store_unreadable_records_total counter\nparley_store_unreadable_records_total {}",
+                counts.unreadable
+            );
         }
         let _ = writeln!(
             out,

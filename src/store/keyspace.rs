@@ -24,6 +24,9 @@ pub(super) enum TreeId {
     PendingReceipts = 8,
     Watermarks = 9,
     Outbox = 10,
+    /// Records that no longer decoded and were replaced (a conversation rebuilt by ingest), kept
+    /// byte for byte under their table's prefix and key (see `unreadable.rs`).
+    Unreadable = 11,
 }
 
 impl TreeId {
@@ -40,6 +43,22 @@ impl TreeId {
         (TreeId::Watermarks, "watermarks"),
         (TreeId::Outbox, "outbox"),
     ];
+
+    /// The table's name, for logs and metrics.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            TreeId::Conversations => "conversations",
+            TreeId::Messages => "messages",
+            TreeId::Timeline => "timeline",
+            TreeId::PlatformIds => "platform_ids",
+            TreeId::Events => "events",
+            TreeId::Activity => "activity",
+            TreeId::PendingReceipts => "pending_receipts",
+            TreeId::Watermarks => "watermarks",
+            TreeId::Outbox => "outbox",
+            TreeId::Unreadable => "unreadable",
+        }
+    }
 
     pub(super) fn prefix(self) -> u8 {
         self as u8

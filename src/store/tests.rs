@@ -378,3 +378,5 @@ mod outbound {
         assert_eq!(entry.message.reply_to.as_deref(), Some(thread));
     }
 }
+
+mod unreadable_records;
