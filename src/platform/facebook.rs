@@ -326,8 +326,8 @@ fn attachment_location(item: &Value) -> Option<Location> {
     let payload = item.get("payload")?;
     let coordinates = payload.get("coordinates")?;
     Some(Location {
-        latitude: coordinates.get("lat").and_then(Value::as_f64)?,
-        longitude: coordinates.get("long").and_then(Value::as_f64)?,
+        latitude: coordinates.get("lat").filter(|v| v.is_number()).and_then(|v| json::coordinate(v, 90.0))?,
+        longitude: coordinates.get("long").filter(|v| v.is_number()).and_then(|v| json::coordinate(v, 180.0))?,
         name: str_field(item, "title").or_else(|| str_field(payload, "title")),
         address: None,
         url: str_field(item, "url").or_else(|| str_field(payload, "url")),

@@ -85,6 +85,18 @@ pub fn event_time_field(value: &Value, key: &str, received_at: Timestamp) -> Opt
     value.get(key).and_then(|time| event_time(time, received_at))
 }
 
+/// A latitude or longitude, as a number or a numeric string, within `±limit` degrees. Never NaN
+/// or infinite (`"NaN"` and `"inf"` parse as `f64`): JSON cannot hold those, so a stored
+/// message with one would not read back.
+pub fn coordinate(value: &Value, limit: f64) -> Option<f64> {
+    let degrees = match value {
+        Value::Number(number) => number.as_f64()?,
+        Value::String(text) => text.trim().parse().ok()?,
+        _ => return None,
+    };
+    (degrees.is_finite() && degrees.abs() <= limit).then_some(degrees)
+}
+
 /// A stable key for an element that carries no id of its own: SHA-256 of its canonical JSON.
 /// serde_json maps are sorted, so a redelivered body gives the same key.
 pub fn content_key(value: &Value) -> String {

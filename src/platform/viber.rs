@@ -161,8 +161,8 @@ fn message_content(message: &Value) -> Option<MessageContent> {
             let place = message.get("location")?;
             let mut content = MessageContent::empty(ContentKind::Location);
             content.location = Some(Location {
-                latitude: coordinate(place.get("lat")?, 90.0)?,
-                longitude: coordinate(place.get("lon")?, 180.0)?,
+                latitude: json::coordinate(place.get("lat")?, 90.0)?,
+                longitude: json::coordinate(place.get("lon")?, 180.0)?,
                 name: None,
                 address: str_field(place, "address"),
                 url: None,
@@ -200,16 +200,6 @@ fn media_content(kind: &str, message: &Value, caption: Option<String>) -> Messag
     });
     content.text = caption;
     content
-}
-
-/// A latitude or longitude, as a number or a numeric string, within `±limit` degrees.
-fn coordinate(value: &Value, limit: f64) -> Option<f64> {
-    let degrees = match value {
-        Value::Number(number) => number.as_f64()?,
-        Value::String(text) => text.trim().parse().ok()?,
-        _ => return None,
-    };
-    (degrees.is_finite() && degrees.abs() <= limit).then_some(degrees)
 }
 
 /// `subscribed`: carries a whole `user` object. `own_time` is the callback's believable time.

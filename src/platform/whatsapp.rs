@@ -17,7 +17,7 @@ use crate::model::{
 use crate::secret::Secret;
 
 use super::facebook::{self, GraphError};
-use super::json::{content_key, event_time_field, id_field, str_field};
+use super::json::{self, content_key, event_time_field, id_field, str_field};
 use super::{
     ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext, SendOutcome,
     SignatureForm, SignedRequest, VerifyError,
@@ -248,12 +248,11 @@ fn media_content(message_type: &str, media: &Value) -> MessageContent {
     content
 }
 
-/// A shared place; `None` without both coordinates.
+/// A shared place; `None` without both coordinates (numbers or numeric strings, in range).
 fn location(body: &Value) -> Option<Location> {
-    let coordinate = |key: &str| body.get(key).and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()));
     Some(Location {
-        latitude: coordinate("latitude")?,
-        longitude: coordinate("longitude")?,
+        latitude: body.get("latitude").and_then(|v| json::coordinate(v, 90.0))?,
+        longitude: body.get("longitude").and_then(|v| json::coordinate(v, 180.0))?,
         name: str_field(body, "name"),
         address: str_field(body, "address"),
         url: str_field(body, "url"),
@@ -999,6 +998,25 @@ mod tests {
         // Milliseconds of a plausible instant are still read (the 10^11 rule).
         let body = with_times(include_str!("../../tests/fixtures/whatsapp/text.json"), &json!("1718000000123"));
         assert_eq!(parse_webhook(&body, &ctx()).unwrap()[0].occurred_at, Timestamp::from_millis(1_718_000_000_123));
+    }
+
+    #[test]
+    fn a_location_with_a_nan_or_infinite_coordinate_is_unsupported_not_a_record_that_cannot_be_read() {
+        // Found by the fuzz harness: `"NaN"` parsed as f64, was stored as `null`, and the
+        // message record no longer decoded.
+        for latitude in [json!("NaN"), json!("inf"), json!("-infinity"), json!("1e999"), json!(90.5), json!(-1e300)] {
+            let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+                "value": {"metadata": {"phone_number_id": "1"}, "messages": [{"from": "972987654321", "id": "wamid.L",
+                "timestamp": "1718000000", "type": "location", "location": {"latitude": latitude, "longitude": -122.2164385}}]}}]}]});
+            let event = parse_webhook(body.to_string().as_bytes(), &ctx()).unwrap().remove(0);
+            let (_, content) = message(&event);
+            assert_eq!((content.kind, &content.location), (ContentKind::Unsupported, &None), "{latitude}");
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<InboundEvent>(&json).unwrap(), event);
+        }
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},"messages":[{"from":"9","id":"wamid.M","timestamp":"1718000000","type":"location","location":{"latitude":" -90 ","longitude":"180"}}]}}]}]}"#;
+        let location = message(&parse_webhook(body, &ctx()).unwrap()[0]).1.location.clone().unwrap();
+        assert_eq!((location.latitude, location.longitude), (-90.0, 180.0));
     }
 
     #[test]

@@ -270,3 +270,17 @@ mod outbound {
         assert!(store.outbox_entries(Platform::Whatsapp).unwrap().iter().all(|e| e.message.id != again.id));
     }
 }
+
+#[test]
+fn a_float_in_a_raw_event_reads_back_exactly() {
+    // Found by the fuzz harness: without serde_json's `float_roundtrip`, -6.044785590771215e46
+    // came back as -6.044785590771214e46, so a stored event was not what the platform sent.
+    let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},"statuses":[{"id":"wamid.ID","status":"read","recipient_id":"5511","timestamp":-6.044785590771215e46,"conversation":{"f":2.6771927582703447e209}}]}}]}]}"#;
+    let ctx = crate::platform::ParseContext { account_id: "1", received_at: Timestamp::from_millis(1_718_000_000_000) };
+    let events = crate::platform::whatsapp::parse_webhook(body, &ctx).unwrap();
+    let (_dir, store) = temp_store();
+    store.ingest(&events, ctx.received_at).unwrap();
+    let stored = store.event(Platform::Whatsapp, &events[0].dedup_key).unwrap().unwrap();
+    assert_eq!(stored.event, events[0]);
+    assert_eq!(stored.event.raw["timestamp"].as_f64(), Some(-6.044785590771215e46));
+}
