@@ -7,7 +7,7 @@
 //! The short run (CI, `cargo nextest run`) makes 1,500 bodies per platform. A long run:
 //!
 //! ```sh
-//! PARLEY_FUZZ_BODIES=10000000 cargo test --release --test fuzz -- --nocapture --test-threads 2
+//! PARLEY_FUZZ_BODIES=10000000 cargo test --release --test fuzz -- --nocapture --test-threads 4
 //! ```
 //!
 //! `PARLEY_FUZZ_SEED` fixes the seed (printed at start); `PARLEY_FUZZ_START` and
