@@ -482,8 +482,7 @@ fn ingest_one(
         },
         _ => None,
     };
-    // A rebuilt record has no readable `before`: it is written whatever this event changes.
-    let before = if rebuilt { None } else { conversation.clone() };
+    let before = conversation.clone();
     // Times past the horizon can only come from an older build, which stored what platforms
     // sent unchecked (the year 10000); such a conversation takes the times of its next events
     // instead of staying first in the list for good.
@@ -566,7 +565,8 @@ fn ingest_one(
         if creates_conversation && (event.occurred_at > conv.updated_at || conv.updated_at > horizon) {
             conv.updated_at = event.occurred_at;
         }
-        if before.as_ref() != Some(conv) {
+        // A rebuilt record is written whatever this event changes.
+        if rebuilt || before.as_ref() != Some(conv) {
             save_conversation(writer, before.as_ref(), conv)?;
         }
     }
@@ -580,7 +580,9 @@ fn ingest_one(
 /// (the id is derived from it), its first time, latest time and preview from its timeline (the
 /// messages are intact: they are records of their own), `fallback_at` when the timeline is
 /// empty. The unread count cannot be recovered and starts again at 0. The old bytes are kept
-/// in the `unreadable` table; the old activity entry stays and is skipped as stale by listings.
+/// in the `unreadable` table. Its activity entry is written here, so that the caller saves it as
+/// an update of a stored conversation; the old entry, whose time could not be read, stays and is
+/// skipped as stale by listings.
 fn rebuilt_conversation(
     store: &Store,
     writer: &mut Writer<'_>,
@@ -606,6 +608,7 @@ fn rebuilt_conversation(
     };
     let created_at = oldest.as_ref().and_then(|(key, _)| time_of(key)).unwrap_or(fallback_at);
     let updated_at = newest.as_ref().and_then(|(key, _)| time_of(key)).unwrap_or(fallback_at);
+    writer.insert_raw(TreeId::Activity, keys::activity_key(identity.platform, updated_at, id), Vec::new());
     tracing::warn!(
         message = "Rebuilt a conversation whose record did not decode; its old bytes are kept aside.",
         conversation_id = id,

@@ -141,14 +141,14 @@ impl Store {
         .preview();
         let mut writer = Writer::new(self);
         // A record that does not decode is rebuilt (as ingest does), so replies still go out.
-        let (before, rebuilt) = match writer.get::<Conversation>(TreeId::Conversations, conversation_id.as_bytes()) {
-            Ok(found) => (found, None),
+        let before = match writer.get::<Conversation>(TreeId::Conversations, conversation_id.as_bytes()) {
+            Ok(found) => found,
             Err(StoreError::Unreadable { .. }) => {
-                (None, Some(super::rebuilt_conversation(self, &mut writer, &conversation_id, target, now)?))
+                Some(super::rebuilt_conversation(self, &mut writer, &conversation_id, target, now)?)
             }
             Err(e) => return Err(e),
         };
-        let mut conversation = rebuilt.or_else(|| before.clone()).unwrap_or_else(|| Conversation {
+        let mut conversation = before.clone().unwrap_or_else(|| Conversation {
             id: conversation_id.clone(),
             platform: target.platform,
             account_id: target.account_id.clone(),

@@ -145,6 +145,7 @@ fn ingest_rebuilds_an_unreadable_conversation_and_keeps_its_bytes_aside() {
     };
     assert_eq!(store.ingest(&[read], Timestamp::from_millis(6_000)).unwrap().stored, 1);
     assert_eq!(store.conversation(&broken).unwrap().unwrap().last_message_text.as_deref(), Some("first"));
+    assert_eq!(store.conversations_page(None, 10, None).unwrap().items.len(), 2, "listed again, once");
 }
 
 #[test]
