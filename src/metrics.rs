@@ -104,6 +104,7 @@ pub struct Metrics {
     actor_restarts: Family<ActorLabel, Counter>,
     store_checkpoint_seconds: Histogram,
     store_records_since_checkpoint: Gauge,
+    store_unreadable_records: Counter,
 }
 
 impl Metrics {
@@ -148,6 +149,12 @@ impl Metrics {
             "Records written since the store was last opened: what a start now would replay (about 1.4 µs each)",
             store_records_since_checkpoint.clone(),
         );
+        let store_unreadable_records = Counter::default();
+        registry.register(
+            "parley_store_unreadable_records",
+            "Stored records found undecodable since start (each logged once with its key; listings skip them)",
+            store_unreadable_records.clone(),
+        );
         let metrics = Metrics {
             registry,
             webhooks,
@@ -158,6 +165,7 @@ impl Metrics {
             actor_restarts,
             store_checkpoint_seconds,
             store_records_since_checkpoint,
+            store_unreadable_records,
         };
         // Every series that alerting rules name exists from the start, at zero.
         for platform in Platform::ALL {
@@ -218,6 +226,11 @@ impl Metrics {
     pub fn store_checkpointed(&self, took: Duration) {
         self.store_checkpoint_seconds.observe(took.as_secs_f64());
         self.store_records_since_checkpoint.set(0);
+    }
+
+    /// Counts one stored record found undecodable (the store reports each key once).
+    pub fn store_unreadable_record(&self) {
+        self.store_unreadable_records.inc();
     }
 
     /// Records written since the store was opened.

@@ -356,7 +356,9 @@ impl ChannelActor {
                         rand::random::<f64>(),
                     )
                 });
-                let retry_at = Timestamp::from_millis(Timestamp::now().as_millis() + delay.as_millis() as i64);
+                // Saturating: a platform's `Retry-After` may be any u64 of seconds.
+                let retry_at =
+                    Timestamp::now().saturating_add_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                 if retry_at > head.entry.deadline_at {
                     tracing::warn!(message = "Message failed: retry deadline passed.", %platform, %message_id, code = %error.code, attempts = head.attempts);
                     let entry = head.entry.clone();
@@ -671,15 +673,16 @@ async fn token_check(
             match outbound::execute(client, &request).await {
                 Ok(response) => match linkedin::parse_token_grant(&response) {
                     Ok(grant) => {
-                        let expires_at =
-                            grant.expires_in.map(|s| Timestamp::from_millis(now.as_millis() + s as i64 * 1000));
+                        let expires_at = grant.expires_in.map(|s| {
+                            now.saturating_add_millis(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
+                        });
                         let stored = StoredToken {
                             access_token: grant.access_token.expose().to_owned(),
                             expires_at,
                             refresh_token: grant.refresh_token.map(|t| t.expose().to_owned()),
-                            refresh_expires_at: grant
-                                .refresh_token_expires_in
-                                .map(|s| Timestamp::from_millis(now.as_millis() + s as i64 * 1000)),
+                            refresh_expires_at: grant.refresh_token_expires_in.map(|s| {
+                                now.saturating_add_millis(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
+                            }),
                             derived_from,
                             obtained_at: now,
                         };

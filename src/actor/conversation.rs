@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::{
-    ChannelMsg, ConversationMsg, PersistError, StoreAvailability, StoreStatus, WebhookOutcome, WebhookReply,
+    ChannelMsg, ConversationMsg, PersistError, ReadError, StoreAvailability, StoreStatus, WebhookOutcome, WebhookReply,
     channel_actor,
 };
 use crate::model::{InboundEvent, MessageError, Platform, Timestamp};
@@ -445,8 +445,8 @@ impl ConversationState {
     }
 
     /// The store for a read; `Err` (the API's 503) while it is being opened again.
-    fn readable(&self) -> Result<&Store, String> {
-        self.store.as_ref().ok_or_else(|| "the store is being opened".to_owned())
+    fn readable(&self) -> Result<&Store, ReadError> {
+        self.store.as_ref().ok_or_else(|| ReadError::Failed("the store is being opened".to_owned()))
     }
 
     /// A checkpoint tick: start one when due (see [`checkpoint_due`]).
@@ -902,9 +902,15 @@ async fn shutdown_checkpoint(store: Option<Store>, at_least: u64) {
     }
 }
 
-fn read_failed(e: &StoreError) -> String {
-    tracing::error!(message = "Store read failed.", error = %e);
-    e.to_string()
+fn read_failed(e: &StoreError) -> ReadError {
+    match e {
+        // Already logged, once, where it was found.
+        StoreError::Unreadable { .. } => ReadError::Unreadable(e.to_string()),
+        _ => {
+            tracing::error!(message = "Store read failed.", error = %e);
+            ReadError::Failed(e.to_string())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -163,8 +163,20 @@ pub struct PageRequest {
     pub before: Option<(Timestamp, String)>,
 }
 
-/// Result of a store read: the store's own error is reported as text (it is logged where it happens).
-pub type ReadResult<T> = Result<T, String>;
+/// Why a store read failed; the text is the store's own error (logged where it happens).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The record asked for exists but does not decode (logged once and counted): asking again
+    /// will not help.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The store could not be read (I/O).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Result of a store read.
+pub type ReadResult<T> = Result<T, ReadError>;
 
 /// Messages to the conversation actor.
 pub enum ConversationMsg {

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use super::HttpState;
 use super::response::{self, Body};
 use super::send::{self, NewMessageBody, ReplyBody};
-use crate::actor::{ConversationMsg, PageRequest, ReadResult, conversation_actor};
+use crate::actor::{ConversationMsg, PageRequest, ReadError, ReadResult, conversation_actor};
 use crate::model::Platform;
 use crate::platform::query_param;
 use crate::store::keys::decode_cursor;
@@ -153,9 +153,13 @@ async fn list_messages(conversation_id: &str, query: &str) -> Response<Body> {
         Err(answer) => return answer,
     };
     let id = conversation_id.to_owned();
-    match read(|reply| ConversationMsg::GetConversation { id, reply }).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return not_found("conversation", conversation_id),
+    match ask(|reply| ConversationMsg::GetConversation { id, reply }).await {
+        Ok(Ok(Some(_))) => {}
+        Ok(Ok(None)) => return not_found("conversation", conversation_id),
+        // The conversation exists though its own record does not decode: its messages are
+        // records of their own and still listed.
+        Ok(Err(ReadError::Unreadable(_))) => {}
+        Ok(Err(e)) => return read_error(&e),
         Err(answer) => return answer,
     }
     let conversation_id = conversation_id.to_owned();
@@ -178,17 +182,36 @@ async fn get_one<T: serde::Serialize + Send + 'static>(
     }
 }
 
-/// Asks the conversation actor; any failure to get an answer is 503 (the store restarting).
-pub(super) async fn read<T: Send + 'static>(
+/// Asks the conversation actor; the store's answer, or 503 when there is none (restarting).
+async fn ask<T: Send + 'static>(
     message: impl FnOnce(RpcReplyPort<ReadResult<T>>) -> ConversationMsg,
-) -> Result<T, Response<Body>> {
+) -> Result<ReadResult<T>, Response<Body>> {
     let Some(actor): Option<ActorRef<ConversationMsg>> = conversation_actor() else {
         return Err(response::unavailable("the store is restarting", 1));
     };
     match actor.call(message, Some(READ_DEADLINE)).await {
-        Ok(CallResult::Success(Ok(value))) => Ok(value),
-        Ok(CallResult::Success(Err(_))) => Err(response::unavailable("the store could not be read", 1)),
+        Ok(CallResult::Success(result)) => Ok(result),
         _ => Err(response::unavailable("the store did not answer", 1)),
+    }
+}
+
+/// Asks the conversation actor; a failed read is answered by [`read_error`].
+pub(super) async fn read<T: Send + 'static>(
+    message: impl FnOnce(RpcReplyPort<ReadResult<T>>) -> ConversationMsg,
+) -> Result<T, Response<Body>> {
+    ask(message).await?.map_err(|e| read_error(&e))
+}
+
+/// A record that does not decode is 409 (it exists, but this build cannot show it; asking again
+/// will not help); a store that cannot be read is 503 (it may recover).
+fn read_error(e: &ReadError) -> Response<Body> {
+    match e {
+        ReadError::Unreadable(what) => response::error(
+            StatusCode::CONFLICT,
+            "unreadable_record",
+            &format!("{what}; it is logged and counted in parley_store_unreadable_records_total"),
+        ),
+        ReadError::Failed(_) => response::unavailable("the store could not be read", 1),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::model::{
 };
 use crate::secret::Secret;
 
-use super::json::{self, content_key, id_field, str_field, timestamp_field};
+use super::json::{self, content_key, id_field, str_field};
 use super::{
     ApiBody, ApiMethod, ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext,
     SendOutcome, SignatureForm, SignedRequest, TokenError, TokenGrant, TokenStatus, VerifyError,
@@ -84,7 +84,7 @@ fn meta_signature_digest(header: &str) -> Option<Vec<u8>> {
 /// or of a type we do not model becomes [`EventKind::Unknown`] with the item as `raw`, so nothing is lost.
 /// The App Dashboard's test shapes (`{"field", "value"}` bodies and `entry[].changes[]`) are accepted too.
 pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundEvent>, ParseError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let root = super::json::parse_body(body)?;
     let Value::Object(fields) = &root else {
         return Err(ParseError::NotAnObject);
     };
@@ -165,8 +165,12 @@ const KNOWN_EVENT_KEYS: [&str; 7] =
 fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) -> InboundEvent {
     let sender = party_id(item, "sender");
     let recipient = party_id(item, "recipient");
-    let own_time = timestamp_field(item, "timestamp");
+    // A missing or implausible time (json::event_time) dates the event by its arrival.
+    let own_time = json::event_time_field(item, "timestamp", ctx.received_at);
     let occurred_at = own_time.unwrap_or(ctx.received_at);
+    // What keys an event that has no id of its own: its time when the platform gave a
+    // believable one, else its content (the arrival time would differ on a redelivery).
+    let time_key = own_time.map_or_else(|| content_key(item), |at| at.as_millis().to_string());
     let event_key =
         KNOWN_EVENT_KEYS.into_iter().find(|key| item.get(key).is_some_and(Value::is_object)).or_else(|| {
             item.as_object()
@@ -195,9 +199,9 @@ fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) 
     let body = &item[event_key];
     let normalised = match event_key {
         "message" => message_event(body, is_echo),
-        "postback" => Some(postback_event(body, &user, occurred_at)),
-        "reaction" => reaction_event(body, &user, occurred_at),
-        "delivery" | "read" => Some(receipt_event(event_key, body, &user, item)),
+        "postback" => Some(postback_event(body, &user, &time_key)),
+        "reaction" => reaction_event(body, &user, &time_key),
+        "delivery" | "read" => Some(receipt_event(event_key, body, &user, item, ctx)),
         "referral" => Some(referral_event(body, &user, item)),
         "account_linking" => Some(account_linking_event(body, &user, item)),
         // Not reached: every key in KNOWN_EVENT_KEYS has an arm above.
@@ -322,8 +326,8 @@ fn attachment_location(item: &Value) -> Option<Location> {
     let payload = item.get("payload")?;
     let coordinates = payload.get("coordinates")?;
     Some(Location {
-        latitude: coordinates.get("lat").and_then(Value::as_f64)?,
-        longitude: coordinates.get("long").and_then(Value::as_f64)?,
+        latitude: coordinates.get("lat").filter(|v| v.is_number()).and_then(|v| json::coordinate(v, 90.0))?,
+        longitude: coordinates.get("long").filter(|v| v.is_number()).and_then(|v| json::coordinate(v, 180.0))?,
         name: str_field(item, "title").or_else(|| str_field(payload, "title")),
         address: None,
         url: str_field(item, "url").or_else(|| str_field(payload, "url")),
@@ -331,13 +335,13 @@ fn attachment_location(item: &Value) -> Option<Location> {
 }
 
 /// A button, Get Started or menu tap. Before Graph v11.0 postbacks had no `mid`, so the key is built
-/// from who tapped what when (PLATFORMS.md 1.5).
-fn postback_event(postback: &Value, user: &str, occurred_at: Timestamp) -> (EventKind, String) {
+/// from who tapped what when (PLATFORMS.md 1.5); `time_key` is the item's time in milliseconds.
+fn postback_event(postback: &Value, user: &str, time_key: &str) -> (EventKind, String) {
     let payload = str_field(postback, "payload");
     let (platform_message_id, dedup_key) = match id_field(postback, "mid") {
         Some(mid) => (mid.clone(), format!("mid:{mid}")),
         None => {
-            let key = format!("postback:{user}:{}:{}", occurred_at.as_millis(), payload.as_deref().unwrap_or_default());
+            let key = format!("postback:{user}:{time_key}:{}", payload.as_deref().unwrap_or_default());
             (key.clone(), key)
         }
     };
@@ -349,10 +353,10 @@ fn postback_event(postback: &Value, user: &str, occurred_at: Timestamp) -> (Even
 
 /// A reaction to a message; `None` without the target `mid`. Reactions have no id of their own, so the
 /// key is `(user, target, action, time)` (PLATFORMS.md 1.5).
-fn reaction_event(reaction: &Value, user: &str, occurred_at: Timestamp) -> Option<(EventKind, String)> {
+fn reaction_event(reaction: &Value, user: &str, time_key: &str) -> Option<(EventKind, String)> {
     let target = id_field(reaction, "mid")?;
     let action = str_field(reaction, "action").unwrap_or_else(|| "react".into());
-    let key = format!("reaction:{user}:{target}:{action}:{}", occurred_at.as_millis());
+    let key = format!("reaction:{user}:{target}:{action}:{time_key}");
     let mut content = MessageContent::empty(ContentKind::Reaction);
     if action != "unreact" {
         content.text = str_field(reaction, "emoji").or_else(|| str_field(reaction, "reaction"));
@@ -362,10 +366,17 @@ fn reaction_event(reaction: &Value, user: &str, occurred_at: Timestamp) -> Optio
     Some((EventKind::Message { direction: Direction::Inbound, platform_message_id: key.clone(), content }, key))
 }
 
-/// A `delivery` or `read` watermark about our messages to `user`.
-fn receipt_event(event_key: &str, receipt: &Value, user: &str, item: &Value) -> (EventKind, String) {
+/// A `delivery` or `read` watermark about our messages to `user`. An implausible watermark is
+/// dropped, not replaced by the arrival time: that could cover messages sent after the read.
+fn receipt_event(
+    event_key: &str,
+    receipt: &Value,
+    user: &str,
+    item: &Value,
+    ctx: &ParseContext<'_>,
+) -> (EventKind, String) {
     let kind = if event_key == "read" { ReceiptKind::Read } else { ReceiptKind::Delivered };
-    let watermark = timestamp_field(receipt, "watermark");
+    let watermark = json::event_time_field(receipt, "watermark", ctx.received_at);
     let message_ids = receipt
         .get("mids")
         .and_then(Value::as_array)
@@ -1261,6 +1272,84 @@ mod tests {
         let texts: Vec<&str> = events.iter().map(|e| message(e).2.text.as_deref().expect("text")).collect();
         assert_eq!(texts, ["مرحبا، هل وصل طلبي؟ 📦", "שלום! 👋🏽 תודה 👨\u{200d}👩\u{200d}👧", "Obrigada 🙏 — שלום",]);
         assert_eq!(texts[1].as_bytes()[..2], [0xd7, 0xa9], "Hebrew shin, UTF-8 encoded");
+    }
+
+    /// `fixture` with every `messaging[].timestamp` set to `time`, as bytes.
+    fn with_item_times(fixture: &str, field: &str, time: &Value) -> Vec<u8> {
+        let mut body: Value = serde_json::from_str(fixture).unwrap();
+        for item in body["entry"][0]["messaging"].as_array_mut().unwrap() {
+            match field {
+                "timestamp" => item["timestamp"] = time.clone(),
+                watermark => {
+                    for receipt in ["delivery", "read"] {
+                        if item.get(receipt).is_some() {
+                            item[receipt][watermark] = time.clone();
+                        }
+                    }
+                }
+            }
+        }
+        body.to_string().into_bytes()
+    }
+
+    #[test]
+    fn implausible_times_date_events_by_their_arrival_keep_the_raw_value_and_a_stable_key() {
+        let later =
+            ParseContext { account_id: "configured-page", received_at: RECEIVED_AT.saturating_add_millis(9_000) };
+        let fixtures = [
+            include_str!("../../tests/fixtures/facebook/text_message.json"),
+            include_str!("../../tests/fixtures/facebook/postbacks.json"),
+            include_str!("../../tests/fixtures/facebook/reactions.json"),
+            include_str!("../../tests/fixtures/facebook/echo.json"),
+        ];
+        for time in json::implausible_times() {
+            for fixture in fixtures {
+                let body = with_item_times(fixture, "timestamp", &time);
+                let events = parse_webhook(&body, &ctx()).unwrap();
+                let redelivered = parse_webhook(&body, &later).unwrap();
+                assert!(!events.is_empty());
+                for (event, again) in events.iter().zip(&redelivered) {
+                    assert!(matches!(event.kind, EventKind::Message { .. }), "{time}: {:?}", event.kind);
+                    assert_eq!(event.occurred_at, RECEIVED_AT, "{time}");
+                    assert_eq!(event.raw["timestamp"], time, "the platform's value stays in raw");
+                    assert_eq!(event.dedup_key, again.dedup_key, "a redelivery keeps its key: {time}");
+                }
+                let keys: std::collections::HashSet<_> = events.iter().map(|e| &e.dedup_key).collect();
+                assert_eq!(keys.len(), events.len(), "distinct events keep distinct keys: {time}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_implausible_watermark_is_dropped_and_the_receipt_kept() {
+        let fixture = include_str!("../../tests/fixtures/facebook/delivery_and_read.json");
+        let later =
+            ParseContext { account_id: "configured-page", received_at: RECEIVED_AT.saturating_add_millis(9_000) };
+        for time in json::implausible_times() {
+            let body = with_item_times(fixture, "watermark", &time);
+            let events = parse_webhook(&body, &ctx()).unwrap();
+            let redelivered = parse_webhook(&body, &later).unwrap();
+            assert_eq!(receipt(&events[0]).watermark, None, "{time}");
+            assert_eq!(receipt(&events[0]).message_ids, ["m_Out0008", "m_Out0009"]);
+            assert_eq!(events[0].occurred_at, RECEIVED_AT, "no timestamp and no usable watermark");
+            assert_eq!(events[2].occurred_at, Timestamp::from_millis(1_718_000_300_000), "its own timestamp");
+            for (event, again) in events.iter().zip(&redelivered) {
+                assert_eq!(event.dedup_key, again.dedup_key, "{time}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_time_a_day_ahead_of_the_arrival_is_believed_and_one_beyond_is_not() {
+        let fixture = include_str!("../../tests/fixtures/facebook/text_message.json");
+        let a_day = RECEIVED_AT.saturating_add_millis(crate::time::MAX_EVENT_LEAD_MILLIS);
+        let body = with_item_times(fixture, "timestamp", &json!(a_day.as_millis()));
+        assert_eq!(parse_webhook(&body, &ctx()).unwrap()[0].occurred_at, a_day);
+        let body = with_item_times(fixture, "timestamp", &json!(a_day.as_millis() + 1));
+        assert_eq!(parse_webhook(&body, &ctx()).unwrap()[0].occurred_at, RECEIVED_AT);
+        // Seconds and milliseconds of the same instant read the same.
+        let body = with_item_times(fixture, "timestamp", &json!("1718000000"));
+        assert_eq!(parse_webhook(&body, &ctx()).unwrap()[0].occurred_at, Timestamp::from_secs(1_718_000_000));
     }
 
     #[test]

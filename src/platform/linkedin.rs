@@ -84,7 +84,7 @@ pub fn sign_webhook(secret: &Secret, body: &[u8]) -> String {
 /// [`EventKind::Unknown`]; only a body that is not a JSON object with a `type` (and, for social
 /// actions, a `notifications` array) is an error.
 pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundEvent>, ParseError> {
-    let envelope: Value = serde_json::from_slice(body).map_err(|error| ParseError::NotJson(error.to_string()))?;
+    let envelope = json::parse_body(body)?;
     if !envelope.is_object() {
         return Err(ParseError::NotAnObject);
     }
@@ -106,9 +106,10 @@ fn unknown_body(body_type: String, envelope: Value, ctx: &ParseContext<'_>) -> I
         contact_name: None,
         sender_id: None,
         dedup_key: format!("unknown:{}", json::content_key(&envelope)),
-        // Lead notifications carry `occurredAt`, whose unit is unconfirmed; the reader tells them apart.
-        occurred_at: json::timestamp_field(&envelope, "occurredAt")
-            .or_else(|| json::timestamp_field(&envelope, "lastModifiedAt"))
+        // Lead notifications carry `occurredAt`, whose unit is unconfirmed; the reader tells them
+        // apart. A missing or implausible time (json::event_time) dates the body by its arrival.
+        occurred_at: json::event_time_field(&envelope, "occurredAt", ctx.received_at)
+            .or_else(|| json::event_time_field(&envelope, "lastModifiedAt", ctx.received_at))
             .unwrap_or(ctx.received_at),
         kind: EventKind::Unknown { event_type: body_type },
         raw: envelope,
@@ -131,7 +132,7 @@ fn parse_notification(notification: &Value, ctx: &ParseContext<'_>) -> InboundEv
         contact_name: classified.contact_name,
         sender_id: classified.sender_id,
         dedup_key: classified.dedup_key,
-        occurred_at: json::timestamp_field(notification, "lastModifiedAt").unwrap_or(ctx.received_at),
+        occurred_at: json::event_time_field(notification, "lastModifiedAt", ctx.received_at).unwrap_or(ctx.received_at),
         kind: classified.kind,
         raw: notification.clone(),
     }
@@ -955,6 +956,47 @@ mod tests {
         // The good comment after the broken ones is still read.
         assert_eq!(events[4].dedup_key, "notification:8812345405");
         assert_eq!(message_parts(&events[4]).2.text.as_deref(), Some("I come after the broken ones"));
+    }
+
+    #[test]
+    fn implausible_times_date_notifications_by_their_arrival_and_stay_raw() {
+        let fixtures = [
+            include_str!("../../tests/fixtures/linkedin/comment.json"),
+            include_str!("../../tests/fixtures/linkedin/activities.json"),
+            include_str!("../../tests/fixtures/linkedin/share_mention.json"),
+            include_str!("../../tests/fixtures/linkedin/batch_several_commenters.json"),
+        ];
+        let later = ParseContext {
+            account_id: "urn:li:organization:configured",
+            received_at: RECEIVED_AT.saturating_add_millis(9_000),
+        };
+        for time in json::implausible_times() {
+            for fixture in fixtures {
+                let original = parse(fixture);
+                let mut body: Value = serde_json::from_str(fixture).unwrap();
+                for notification in body["notifications"].as_array_mut().unwrap() {
+                    notification["lastModifiedAt"] = time.clone();
+                }
+                let body = body.to_string();
+                let events = parse_webhook(body.as_bytes(), &ctx()).unwrap();
+                let redelivered = parse_webhook(body.as_bytes(), &later).unwrap();
+                assert_eq!(events.len(), original.len());
+                for ((event, original), again) in events.iter().zip(&original).zip(&redelivered) {
+                    assert_eq!(event.occurred_at, RECEIVED_AT, "{time}");
+                    assert_eq!(event.raw["lastModifiedAt"], time, "the platform's value stays in raw");
+                    assert_eq!(event.kind, original.kind, "{time}");
+                    assert_eq!(event.dedup_key, again.dedup_key, "a redelivery keeps its key: {time}");
+                }
+            }
+            let mut lead: Value =
+                serde_json::from_str(include_str!("../../tests/fixtures/linkedin/lead_action.json")).unwrap();
+            lead["occurredAt"] = time.clone();
+            let event = &parse_webhook(lead.to_string().as_bytes(), &ctx()).unwrap()[0];
+            assert_eq!(event.occurred_at, RECEIVED_AT, "occurredAt {time}");
+            lead["lastModifiedAt"] = json!(1_718_000_000_123_i64);
+            let event = &parse_webhook(lead.to_string().as_bytes(), &ctx()).unwrap()[0];
+            assert_eq!(event.occurred_at, Timestamp::from_millis(1_718_000_000_123), "falls back to lastModifiedAt");
+        }
     }
 
     #[test]

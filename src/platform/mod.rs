@@ -99,6 +99,8 @@ pub enum ParseError {
     UnexpectedValue { field: &'static str, expected: &'static str, found: String },
     #[error("required field `{0}` is missing or of the wrong type")]
     MissingField(&'static str),
+    #[error("body nests arrays and objects more than {max} deep")]
+    TooDeep { max: usize },
 }
 
 /// An HTTP method the platform APIs use.

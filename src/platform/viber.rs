@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::model::{
     Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
-    OutboundMessage, Platform, Receipt, ReceiptKind, SharedContact,
+    OutboundMessage, Platform, Receipt, ReceiptKind, SharedContact, Timestamp,
 };
 use crate::secret::Secret;
 
@@ -71,19 +71,21 @@ pub fn sign_webhook(secret: &Secret, body: &[u8]) -> String {
 /// Turns one verified Viber callback into exactly one event. An unknown or malformed callback is
 /// kept as [`EventKind::Unknown`]; only a body that is not a JSON object with an `event` is an error.
 pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundEvent>, ParseError> {
-    let callback: Value = serde_json::from_slice(body).map_err(|error| ParseError::NotJson(error.to_string()))?;
+    let callback = json::parse_body(body)?;
     if !callback.is_object() {
         return Err(ParseError::NotAnObject);
     }
     let event_type = callback.get("event").and_then(Value::as_str).ok_or(ParseError::MissingField("event"))?;
+    // A missing or implausible time (json::event_time) dates the event by its arrival.
+    let own_time = json::event_time_field(&callback, "timestamp", ctx.received_at);
     let classified = match event_type {
         "message" => classify_message(&callback),
-        "subscribed" => classify_subscribed(&callback),
-        "unsubscribed" => classify_unsubscribed(&callback),
-        "conversation_started" => classify_conversation_started(&callback),
-        "delivered" => classify_receipt(&callback, "delivered", ReceiptKind::Delivered),
-        "seen" => classify_receipt(&callback, "seen", ReceiptKind::Read),
-        "failed" => classify_receipt(&callback, "failed", ReceiptKind::Failed),
+        "subscribed" => classify_subscribed(&callback, own_time),
+        "unsubscribed" => classify_unsubscribed(&callback, own_time),
+        "conversation_started" => classify_conversation_started(&callback, own_time),
+        "delivered" => classify_receipt(&callback, "delivered", ReceiptKind::Delivered, own_time),
+        "seen" => classify_receipt(&callback, "seen", ReceiptKind::Read, own_time),
+        "failed" => classify_receipt(&callback, "failed", ReceiptKind::Failed, own_time),
         "webhook" => Some(classify_webhook_check(&callback)),
         _ => None,
     }
@@ -97,7 +99,7 @@ pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundE
         contact_name: classified.contact_name,
         sender_id: classified.sender_id,
         dedup_key: classified.dedup_key,
-        occurred_at: json::timestamp_field(&callback, "timestamp").unwrap_or(ctx.received_at),
+        occurred_at: own_time.unwrap_or(ctx.received_at),
         kind: classified.kind,
         raw: callback,
     }])
@@ -166,8 +168,8 @@ fn message_content(message: &Value) -> Option<MessageContent> {
             let place = message.get("location")?;
             let mut content = MessageContent::empty(ContentKind::Location);
             content.location = Some(Location {
-                latitude: coordinate(place.get("lat")?, 90.0)?,
-                longitude: coordinate(place.get("lon")?, 180.0)?,
+                latitude: json::coordinate(place.get("lat")?, 90.0)?,
+                longitude: json::coordinate(place.get("lon")?, 180.0)?,
                 name: None,
                 address: str_field(place, "address"),
                 url: None,
@@ -207,36 +209,26 @@ fn media_content(kind: &str, message: &Value, caption: Option<String>) -> Messag
     content
 }
 
-/// A latitude or longitude, as a number or a numeric string, within `±limit` degrees.
-fn coordinate(value: &Value, limit: f64) -> Option<f64> {
-    let degrees = match value {
-        Value::Number(number) => number.as_f64()?,
-        Value::String(text) => text.trim().parse().ok()?,
-        _ => return None,
-    };
-    (degrees.is_finite() && degrees.abs() <= limit).then_some(degrees)
-}
-
-/// `subscribed`: carries a whole `user` object.
-fn classify_subscribed(callback: &Value) -> Option<Classified> {
+/// `subscribed`: carries a whole `user` object. `own_time` is the callback's believable time.
+fn classify_subscribed(callback: &Value, own_time: Option<Timestamp>) -> Option<Classified> {
     let user = callback.get("user")?;
     let user_id = id_field(user, "id")?;
-    let dedup_key = membership_dedup_key("subscribed", callback, &user_id);
+    let dedup_key = membership_dedup_key("subscribed", callback, &user_id, own_time);
     Some(Classified::from_user(user_id, str_field(user, "name"), dedup_key, EventKind::Subscribed))
 }
 
 /// `unsubscribed`: carries only `user_id`.
-fn classify_unsubscribed(callback: &Value) -> Option<Classified> {
+fn classify_unsubscribed(callback: &Value, own_time: Option<Timestamp>) -> Option<Classified> {
     let user_id = id_field(callback, "user_id")?;
-    let dedup_key = membership_dedup_key("unsubscribed", callback, &user_id);
+    let dedup_key = membership_dedup_key("unsubscribed", callback, &user_id, own_time);
     Some(Classified::from_user(user_id, None, dedup_key, EventKind::Unsubscribed))
 }
 
 /// `conversation_started`: the user opened the chat; not a subscription.
-fn classify_conversation_started(callback: &Value) -> Option<Classified> {
+fn classify_conversation_started(callback: &Value, own_time: Option<Timestamp>) -> Option<Classified> {
     let user = callback.get("user")?;
     let user_id = id_field(user, "id")?;
-    let dedup_key = membership_dedup_key("conversation_started", callback, &user_id);
+    let dedup_key = membership_dedup_key("conversation_started", callback, &user_id, own_time);
     let kind = EventKind::ConversationStarted {
         context: str_field(callback, "context"),
         subscribed: callback.get("subscribed").and_then(Value::as_bool),
@@ -245,9 +237,9 @@ fn classify_conversation_started(callback: &Value) -> Option<Classified> {
 }
 
 /// `(event, message_token)`, falling back to `(event, user, timestamp)` (PLATFORMS.md 3.5). With
-/// neither a token nor a time, the body's content is the only thing a redelivery repeats.
-fn membership_dedup_key(event_type: &str, callback: &Value, user_id: &str) -> String {
-    match (id_field(callback, "message_token"), json::timestamp_field(callback, "timestamp")) {
+/// neither a token nor a believable time, the body's content is the only thing a redelivery repeats.
+fn membership_dedup_key(event_type: &str, callback: &Value, user_id: &str, own_time: Option<Timestamp>) -> String {
+    match (id_field(callback, "message_token"), own_time) {
         (Some(token), _) => format!("{event_type}:{token}"),
         (None, Some(at)) => format!("{event_type}:{user_id}:{}", at.as_millis()),
         (None, None) => format!("{event_type}:{user_id}:{}", json::content_key(callback)),
@@ -255,13 +247,19 @@ fn membership_dedup_key(event_type: &str, callback: &Value, user_id: &str) -> St
 }
 
 /// `delivered`, `seen` and `failed`: reports about our own message `message_token`.
-fn classify_receipt(callback: &Value, event_type: &str, kind: ReceiptKind) -> Option<Classified> {
+fn classify_receipt(
+    callback: &Value,
+    event_type: &str,
+    kind: ReceiptKind,
+    own_time: Option<Timestamp>,
+) -> Option<Classified> {
     let token = id_field(callback, "message_token")?;
     let user_id = id_field(callback, "user_id")?;
     // `seen` is sent once for everything the user had unread, so it also covers earlier messages.
     // Only the body's own time may serve: the arrival time could cover messages sent after the read.
+    // An implausible one is no watermark at all.
     let watermark = match kind {
-        ReceiptKind::Read => json::timestamp_field(callback, "timestamp"),
+        ReceiptKind::Read => own_time,
         _ => None,
     };
     let error = match kind {
@@ -805,6 +803,39 @@ mod tests {
         assert_eq!(event.dedup_key, "message:5741311803571721087");
         assert_eq!(event.occurred_at, Timestamp::from_millis(1_718_000_000_123));
         assert_eq!(event.contact_id.as_deref(), Some("Qk9Tbm9UaGVyZQ+/x=="));
+    }
+
+    #[test]
+    fn implausible_times_date_callbacks_by_their_arrival_keep_the_raw_value_and_a_stable_key() {
+        let later =
+            ParseContext { account_id: "viber-bot-parley", received_at: RECEIVED_AT.saturating_add_millis(9_000) };
+        let fixtures = [
+            include_str!("../../tests/fixtures/viber/message_text.json"),
+            include_str!("../../tests/fixtures/viber/subscribed.json"),
+            include_str!("../../tests/fixtures/viber/unsubscribed.json"),
+            include_str!("../../tests/fixtures/viber/conversation_started_without_token.json"),
+            include_str!("../../tests/fixtures/viber/delivered.json"),
+            include_str!("../../tests/fixtures/viber/seen.json"),
+            include_str!("../../tests/fixtures/viber/failed.json"),
+            include_str!("../../tests/fixtures/viber/webhook.json"),
+        ];
+        for time in json::implausible_times() {
+            for fixture in fixtures {
+                let original = parse_one(fixture);
+                let mut body: Value = serde_json::from_str(fixture).unwrap();
+                body["timestamp"] = time.clone();
+                let body = body.to_string();
+                let event = parse_webhook(body.as_bytes(), &ctx()).unwrap().remove(0);
+                let again = parse_webhook(body.as_bytes(), &later).unwrap().remove(0);
+                assert_eq!(event.occurred_at, RECEIVED_AT, "{time}");
+                assert_eq!(event.raw["timestamp"], time, "the platform's value stays in raw");
+                assert_eq!(event.dedup_key, again.dedup_key, "a redelivery keeps its key: {time}");
+                assert_eq!(std::mem::discriminant(&event.kind), std::mem::discriminant(&original.kind));
+                if let EventKind::Receipt(receipt) = &event.kind {
+                    assert_eq!(receipt.watermark, None, "an implausible `seen` time is no watermark: {time}");
+                }
+            }
+        }
     }
 
     #[test]

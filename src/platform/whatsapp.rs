@@ -17,7 +17,7 @@ use crate::model::{
 use crate::secret::Secret;
 
 use super::facebook::{self, GraphError};
-use super::json::{content_key, id_field, str_field, timestamp_field};
+use super::json::{self, content_key, event_time_field, id_field, str_field};
 use super::{
     ApiRequest, ApiResponse, BuildError, HandshakeReply, ParseContext, ParseError, SendContext, SendOutcome,
     SignatureForm, SignedRequest, VerifyError,
@@ -47,7 +47,7 @@ pub fn sign_webhook(app_secret: &Secret, body: &[u8]) -> String {
 /// Only a body that is not a WhatsApp webhook at all is an error. A malformed element, an unknown status
 /// or a change of another field becomes [`EventKind::Unknown`] with its JSON as `raw`.
 pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundEvent>, ParseError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let root = super::json::parse_body(body)?;
     let Value::Object(fields) = &root else {
         return Err(ParseError::NotAnObject);
     };
@@ -156,7 +156,8 @@ fn message_event(
     ctx: &ParseContext<'_>,
 ) -> InboundEvent {
     let from = id_field(message, "from");
-    let occurred_at = timestamp_field(message, "timestamp").unwrap_or(ctx.received_at);
+    // A missing or implausible time (json::event_time) dates the message by its arrival.
+    let occurred_at = event_time_field(message, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
     let (Some(from), Some(wamid)) = (from.clone(), id_field(message, "id")) else {
         return unknown_event("message.malformed".into(), account_id.to_owned(), from, occurred_at, message);
     };
@@ -247,12 +248,11 @@ fn media_content(message_type: &str, media: &Value) -> MessageContent {
     content
 }
 
-/// A shared place; `None` without both coordinates.
+/// A shared place; `None` without both coordinates (numbers or numeric strings, in range).
 fn location(body: &Value) -> Option<Location> {
-    let coordinate = |key: &str| body.get(key).and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()));
     Some(Location {
-        latitude: coordinate("latitude")?,
-        longitude: coordinate("longitude")?,
+        latitude: body.get("latitude").and_then(|v| json::coordinate(v, 90.0))?,
+        longitude: body.get("longitude").and_then(|v| json::coordinate(v, 180.0))?,
         name: str_field(body, "name"),
         address: str_field(body, "address"),
         url: str_field(body, "url"),
@@ -280,7 +280,7 @@ fn interactive_content(interactive: &Value) -> MessageContent {
 /// One `statuses[]` element: a receipt for a message we sent.
 fn status_event(status: &Value, account_id: &str, ctx: &ParseContext<'_>) -> InboundEvent {
     let recipient = id_field(status, "recipient_id");
-    let occurred_at = timestamp_field(status, "timestamp").unwrap_or(ctx.received_at);
+    let occurred_at = event_time_field(status, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
     let status_name = str_field(status, "status");
     let receipt_kind = match status_name.as_deref() {
         Some("sent") => Some(ReceiptKind::Sent),
@@ -948,6 +948,75 @@ mod tests {
             ]
         );
         assert_eq!(message(&events[2]).1.attachments[0].caption.as_deref(), Some("הקופסה 😢"));
+    }
+
+    /// `fixture` with the `timestamp` of every message and status set to `time`, as bytes.
+    fn with_times(fixture: &str, time: &Value) -> Vec<u8> {
+        let mut body: Value = serde_json::from_str(fixture).unwrap();
+        let value = &mut body["entry"][0]["changes"][0]["value"];
+        for key in ["messages", "statuses"] {
+            for element in value.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten() {
+                element["timestamp"] = time.clone();
+            }
+        }
+        body.to_string().into_bytes()
+    }
+
+    #[test]
+    fn implausible_times_date_messages_and_statuses_by_their_arrival_and_stay_raw() {
+        let fixtures = [
+            include_str!("../../tests/fixtures/whatsapp/text.json"),
+            include_str!("../../tests/fixtures/whatsapp/statuses.json"),
+            include_str!("../../tests/fixtures/whatsapp/reactions_orders_unsupported.json"),
+            include_str!("../../tests/fixtures/whatsapp/replies_and_buttons.json"),
+        ];
+        let later =
+            ParseContext { account_id: "configured-number", received_at: RECEIVED_AT.saturating_add_millis(9_000) };
+        for time in crate::platform::json::implausible_times() {
+            for fixture in fixtures {
+                let original = parse(fixture);
+                let body = with_times(fixture, &time);
+                let events = parse_webhook(&body, &ctx()).unwrap();
+                let redelivered = parse_webhook(&body, &later).unwrap();
+                assert_eq!(events.len(), original.len());
+                for ((event, original), again) in events.iter().zip(&original).zip(&redelivered) {
+                    assert_eq!(event.occurred_at, RECEIVED_AT, "{time}");
+                    assert_eq!(event.raw["timestamp"], time, "the platform's value stays in raw");
+                    assert_eq!(event.kind, original.kind, "{time}");
+                    assert_eq!(event.dedup_key, again.dedup_key, "a redelivery keeps its key: {time}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_microsecond_timestamp_that_poisoned_the_store_is_not_believed() {
+        let body = with_times(include_str!("../../tests/fixtures/whatsapp/text.json"), &json!("1000000000000000"));
+        let event = &parse_webhook(&body, &ctx()).unwrap()[0];
+        assert_eq!(event.occurred_at, RECEIVED_AT);
+        assert_eq!(message(event).0, "wamid.HBgNNTUxMTk4NzY1NDMyMRUCABIYFjNFQjBDMkE0RjI5RTY3QTAwMQA=");
+        // Milliseconds of a plausible instant are still read (the 10^11 rule).
+        let body = with_times(include_str!("../../tests/fixtures/whatsapp/text.json"), &json!("1718000000123"));
+        assert_eq!(parse_webhook(&body, &ctx()).unwrap()[0].occurred_at, Timestamp::from_millis(1_718_000_000_123));
+    }
+
+    #[test]
+    fn a_location_with_a_nan_or_infinite_coordinate_is_unsupported_not_a_record_that_cannot_be_read() {
+        // Found by the fuzz harness: `"NaN"` parsed as f64, was stored as `null`, and the
+        // message record no longer decoded.
+        for latitude in [json!("NaN"), json!("inf"), json!("-infinity"), json!("1e999"), json!(90.5), json!(-1e300)] {
+            let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+                "value": {"metadata": {"phone_number_id": "1"}, "messages": [{"from": "972987654321", "id": "wamid.L",
+                "timestamp": "1718000000", "type": "location", "location": {"latitude": latitude, "longitude": -122.2164385}}]}}]}]});
+            let event = parse_webhook(body.to_string().as_bytes(), &ctx()).unwrap().remove(0);
+            let (_, content) = message(&event);
+            assert_eq!((content.kind, &content.location), (ContentKind::Unsupported, &None), "{latitude}");
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<InboundEvent>(&json).unwrap(), event);
+        }
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},"messages":[{"from":"9","id":"wamid.M","timestamp":"1718000000","type":"location","location":{"latitude":" -90 ","longitude":"180"}}]}}]}]}"#;
+        let location = message(&parse_webhook(body, &ctx()).unwrap()[0]).1.location.clone().unwrap();
+        assert_eq!((location.latitude, location.longitude), (-90.0, 180.0));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub(super) enum TreeId {
     /// How many records some tables hold (see `TreeId::COUNTED`), kept in the same atomic batch
     /// as the records, so that nothing at start-up has to count them.
     Counters = 12,
+    /// Records that no longer decoded and were replaced (a conversation rebuilt by ingest), kept
+    /// byte for byte under their table's prefix and key (see `unreadable.rs`).
+    Unreadable = 13,
 }
 
 impl TreeId {
@@ -53,6 +56,24 @@ impl TreeId {
     /// Where `Counters` keeps this table's count.
     pub(super) fn counter_key(self) -> Vec<u8> {
         vec![TreeId::Counters.prefix(), self.prefix()]
+    }
+
+    /// The table's name, for logs and metrics.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            TreeId::Conversations => "conversations",
+            TreeId::Messages => "messages",
+            TreeId::Timeline => "timeline",
+            TreeId::PlatformIds => "platform_ids",
+            TreeId::Events => "events",
+            TreeId::Activity => "activity",
+            TreeId::PendingReceipts => "pending_receipts",
+            TreeId::Watermarks => "watermarks",
+            TreeId::Outbox => "outbox",
+            TreeId::Quarantine => "quarantine",
+            TreeId::Counters => "counters",
+            TreeId::Unreadable => "unreadable",
+        }
     }
 
     pub(super) fn prefix(self) -> u8 {

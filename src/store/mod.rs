@@ -8,9 +8,11 @@ mod health;
 pub mod keys;
 mod keyspace;
 mod outbox;
+mod unreadable;
 mod writer;
 
 use keyspace::{Keyspace, TreeId};
+use unreadable::{UnreadableRecords, printable_key};
 use writer::Writer;
 
 pub use health::{WriteFailure, WriteProblem, probe_write};
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Conversation, Direction, EventKind, InboundEvent, Message, Platform, Status, Timestamp};
@@ -60,6 +63,10 @@ pub enum StoreError {
     Io(#[from] sled::Error),
     #[error("a stored record does not decode: {0}")]
     Corrupt(String),
+    /// One record exists but does not decode. It has been logged (once) and counted; listings
+    /// skip it, and a single read of it reports this.
+    #[error("the {table} record `{key}` is stored but cannot be read ({reason})")]
+    Unreadable { table: &'static str, key: String, reason: String },
 }
 
 impl StoreError {
@@ -72,7 +79,7 @@ impl StoreError {
                 problem: WriteProblem::NotWritable,
                 reason: "another process holds the store open".to_owned(),
             }),
-            StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) => None,
+            StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) | StoreError::Unreadable { .. } => None,
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct StoreCounts {
     pub messages: usize,
     pub events: usize,
     pub quarantined: usize,
+    /// Distinct records found undecodable since the store was opened (each logged once).
+    pub unreadable: u64,
 }
 
 /// The opened database, its shared tree and the tables in it. Cheap to clone (sled handles are
@@ -140,6 +149,8 @@ pub struct Store {
     /// Records written (inserted or removed) through this handle since it was opened: what the
     /// next open will replay from sled's log (see [`Store::checkpoint`]).
     written: Arc<AtomicU64>,
+    /// Records found undecodable: logged once each, counted for `/metrics`.
+    unreadable: Arc<UnreadableRecords>,
 }
 
 impl Store {
@@ -177,6 +188,7 @@ impl Store {
             path: path.to_owned(),
             cache_bytes,
             written: Arc::new(AtomicU64::new(0)),
+            unreadable: Arc::default(),
         })
     }
 
@@ -214,6 +226,32 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Decodes the record under `key` of `table`. One that does not decode is reported (logged
+    /// once with its key, counted) and returned as [`StoreError::Unreadable`], for the caller to
+    /// skip or replace; the reason names the position, never the content.
+    fn decode_record<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            let reason = format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column());
+            self.unreadable.report(table, key, &reason);
+            StoreError::Unreadable { table, key: printable_key(key), reason }
+        })
+    }
+
+    /// The decoded record under `key` of a table of the shared tree.
+    fn record<T: DeserializeOwned>(&self, id: TreeId, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.table(id).get(key)?.map(|bytes| self.decode_record(id.name(), key, &bytes)).transpose()
+    }
+
+    /// Distinct records found undecodable since the store was opened.
+    pub fn unreadable_records(&self) -> u64 {
+        self.unreadable.found()
     }
 
     /// One table of the shared tree.
@@ -290,14 +328,23 @@ impl Store {
         writer.commit()
     }
 
-    /// The quarantined bodies, oldest first.
+    /// The quarantined bodies, oldest first (one that does not decode is reported and skipped).
     pub fn quarantined(&self) -> Result<Vec<QuarantinedBody>, StoreError> {
-        self.table(TreeId::Quarantine).scan_prefix(&[]).map(|entry| decode(&entry?.1)).collect()
+        let mut bodies = Vec::new();
+        for entry in self.table(TreeId::Quarantine).scan_prefix(&[]) {
+            let (key, value) = entry?;
+            match self.decode_record(TreeId::Quarantine.name(), &key, &value) {
+                Ok(body) => bodies.push(body),
+                Err(StoreError::Unreadable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(bodies)
     }
 
-    /// One conversation.
+    /// One conversation; [`StoreError::Unreadable`] if its record does not decode.
     pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
-        self.table(TreeId::Conversations).get(id)?.map(|v| decode(&v)).transpose()
+        self.record(TreeId::Conversations, id.as_bytes())
     }
 
     /// Conversations, newest activity first, optionally of one platform, starting after `before`.
@@ -343,14 +390,22 @@ impl Store {
             }
             let Some((i, key)) = newest else { break };
             lists[i].next();
-            let id = key
-                .get(9..)
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .ok_or_else(|| StoreError::Corrupt("an activity key is malformed".into()))?;
-            let conversation = self
-                .conversation(id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("activity names a missing conversation {id}")))?;
-            items.push(conversation);
+            // One bad entry or record is reported and skipped: it must not take the list down.
+            let parsed = key.get(1..9).zip(key.get(9..).and_then(|id| std::str::from_utf8(id).ok()));
+            let Some((time, id)) = parsed else {
+                self.unreadable.report(TreeId::Activity.name(), &key, "malformed activity key");
+                continue;
+            };
+            let listed_at = keys::time_from_bytes(time.try_into().expect("eight bytes"));
+            match self.conversation(id) {
+                Ok(Some(conversation)) if conversation.updated_at == listed_at => items.push(conversation),
+                // A stale entry: its conversation was rebuilt after its record stopped decoding,
+                // and the old entry's time could not be read to remove it.
+                Ok(Some(_)) => {}
+                Ok(None) => self.unreadable.report(TreeId::Activity.name(), &key, "names a missing conversation"),
+                Err(StoreError::Unreadable { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         let next = (items.len() > limit).then(|| {
             items.pop();
@@ -360,9 +415,9 @@ impl Store {
         Ok(Page { items, next })
     }
 
-    /// One message.
+    /// One message; [`StoreError::Unreadable`] if its record does not decode.
     pub fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
-        self.table(TreeId::Messages).get(id)?.map(|v| decode(&v)).transpose()
+        self.record(TreeId::Messages, id.as_bytes())
     }
 
     /// A conversation's messages, newest first, starting after `before`.
@@ -384,12 +439,18 @@ impl Store {
         };
         let mut items = Vec::new();
         for entry in self.table(TreeId::Timeline).range(prefix.clone()..upper).rev() {
-            let (_, message_id) = entry?;
-            let id = std::str::from_utf8(&message_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let message = self
-                .message(id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("timeline names a missing message {id}")))?;
-            items.push(message);
+            let (key, message_id) = entry?;
+            // One bad entry or record is reported and skipped: it must not take the list down.
+            let Ok(id) = std::str::from_utf8(&message_id) else {
+                self.unreadable.report(TreeId::Timeline.name(), &key, "names a message id that is not UTF-8");
+                continue;
+            };
+            match self.message(id) {
+                Ok(Some(message)) => items.push(message),
+                Ok(None) => self.unreadable.report(TreeId::Timeline.name(), &key, "names a missing message"),
+                Err(StoreError::Unreadable { .. }) => {}
+                Err(e) => return Err(e),
+            }
             if items.len() == limit + 1 {
                 break;
             }
@@ -416,7 +477,7 @@ impl Store {
 
     /// The raw event stored under a platform's de-duplication key.
     pub fn event(&self, platform: Platform, dedup_key: &str) -> Result<Option<StoredEvent>, StoreError> {
-        self.table(TreeId::Events).get(keys::event_key(platform, dedup_key))?.map(|v| decode(&v)).transpose()
+        self.record(TreeId::Events, &keys::event_key(platform, dedup_key))
     }
 
     /// The ids of a conversation's newest messages, newest first.
@@ -426,9 +487,10 @@ impl Store {
             .scan_prefix(&prefix)
             .rev()
             .take(WATERMARK_SCAN)
-            .map(|entry| {
-                let (_, id) = entry?;
-                String::from_utf8(id.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))
+            .filter_map(|entry| match entry {
+                // An id that is not UTF-8 names no message we wrote: nothing to update.
+                Ok((_, id)) => String::from_utf8(id.to_vec()).ok().map(Ok),
+                Err(e) => Some(Err(e.into())),
             })
             .collect()
     }
@@ -441,7 +503,7 @@ impl Store {
             *count = read_counter(self.data.get(table.counter_key())?.as_deref())? as usize;
         }
         let [conversations, messages, events, quarantined] = counts;
-        Ok(StoreCounts { conversations, messages, events, quarantined })
+        Ok(StoreCounts { conversations, messages, events, quarantined, unreadable: self.unreadable_records() })
     }
 
     /// Bytes the database takes on disk.
@@ -465,11 +527,30 @@ fn ingest_one(
     }
     let conversation_id =
         event.contact_id.as_deref().map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
-    let mut conversation: Option<Conversation> = match &conversation_id {
-        Some(id) => writer.get(TreeId::Conversations, id.as_bytes())?,
-        None => None,
+    let mut rebuilt = false;
+    let mut conversation: Option<Conversation> = match (&conversation_id, &event.contact_id) {
+        (Some(id), Some(contact)) => match writer.get(TreeId::Conversations, id.as_bytes()) {
+            Ok(found) => found,
+            // Rebuilt rather than refused: refusing would answer this contact's every webhook
+            // 503 for good (the platform redelivers the same body forever).
+            Err(StoreError::Unreadable { .. }) => {
+                let identity = ConversationTarget {
+                    platform: event.platform,
+                    account_id: event.account_id.clone(),
+                    contact_id: contact.clone(),
+                };
+                rebuilt = true;
+                Some(rebuilt_conversation(store, writer, id, &identity, event.occurred_at)?)
+            }
+            Err(e) => return Err(e),
+        },
+        _ => None,
     };
     let before = conversation.clone();
+    // Times past the horizon can only come from an older build, which stored what platforms
+    // sent unchecked (the year 10000); such a conversation takes the times of its next events
+    // instead of staying first in the list for good.
+    let horizon = stored_at.saturating_add_millis(crate::time::MAX_EVENT_LEAD_MILLIS);
     let creates_conversation =
         matches!(event.kind, EventKind::Message { .. } | EventKind::Subscribed | EventKind::ConversationStarted { .. });
     if conversation.is_none()
@@ -526,7 +607,7 @@ fn ingest_one(
             writer.insert_new(TreeId::Messages, id.as_bytes(), &message)?;
             writer.insert_raw(TreeId::Timeline, keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes());
             writer.insert_raw(TreeId::PlatformIds, index_key, id.as_bytes());
-            if conv.last_message_at.is_none_or(|last| event.occurred_at >= last) {
+            if conv.last_message_at.is_none_or(|last| event.occurred_at >= last || last > horizon) {
                 conv.last_message_text = Some(content.preview());
                 conv.last_message_at = Some(event.occurred_at);
             }
@@ -545,10 +626,11 @@ fn ingest_one(
         {
             conv.contact_name.clone_from(&event.contact_name);
         }
-        if creates_conversation && event.occurred_at > conv.updated_at {
+        if creates_conversation && (event.occurred_at > conv.updated_at || conv.updated_at > horizon) {
             conv.updated_at = event.occurred_at;
         }
-        if before.as_ref() != Some(conv) {
+        // A rebuilt record is written whatever this event changes.
+        if rebuilt || before.as_ref() != Some(conv) {
             save_conversation(writer, before.as_ref(), conv)?;
         }
     }
@@ -556,6 +638,69 @@ fn ingest_one(
     writer.insert_new(TreeId::Events, event_key, &record)?;
     outcome.stored += 1;
     Ok(true)
+}
+
+/// A conversation whose stored record no longer decodes, rebuilt: its identity from `identity`
+/// (the id is derived from it), its first time, latest time and preview from its timeline (the
+/// messages are intact: they are records of their own), `fallback_at` when the timeline is
+/// empty. The unread count cannot be recovered and starts again at 0. The old bytes are kept
+/// in the `unreadable` table. Its activity entry is written here, so that the caller saves it as
+/// an update of a stored conversation; the old entry, whose time could not be read, stays and is
+/// skipped as stale by listings.
+fn rebuilt_conversation(
+    store: &Store,
+    writer: &mut Writer<'_>,
+    id: &str,
+    identity: &ConversationTarget,
+    fallback_at: Timestamp,
+) -> Result<Conversation, StoreError> {
+    writer.set_aside(TreeId::Conversations, id.as_bytes())?;
+    let prefix = keys::timeline_prefix(id);
+    let time_of = |key: &[u8]| {
+        key.get(prefix.len()..prefix.len() + 8).map(|time| keys::time_from_bytes(time.try_into().expect("eight bytes")))
+    };
+    let timeline = store.table(TreeId::Timeline);
+    let oldest = timeline.scan_prefix(&prefix).next().transpose()?;
+    let newest = timeline.scan_prefix(&prefix).next_back().transpose()?;
+    let latest = match &newest {
+        Some((_, message_id)) => match std::str::from_utf8(message_id).ok().map(|m| store.message(m)) {
+            Some(Ok(message)) => message,
+            Some(Err(StoreError::Unreadable { .. })) | None => None,
+            Some(Err(e)) => return Err(e),
+        },
+        None => None,
+    };
+    let created_at = oldest.as_ref().and_then(|(key, _)| time_of(key)).unwrap_or(fallback_at);
+    let updated_at = newest.as_ref().and_then(|(key, _)| time_of(key)).unwrap_or(fallback_at);
+    writer.insert_raw(TreeId::Activity, keys::activity_key(identity.platform, updated_at, id), Vec::new());
+    tracing::warn!(
+        message = "Rebuilt a conversation whose record did not decode; its old bytes are kept aside.",
+        conversation_id = id,
+        platform = %identity.platform,
+    );
+    Ok(Conversation {
+        id: id.to_owned(),
+        platform: identity.platform,
+        account_id: identity.account_id.clone(),
+        contact_id: identity.contact_id.clone(),
+        contact_name: None,
+        last_message_text: latest.as_ref().map(|m| {
+            crate::model::MessageContent {
+                kind: m.kind,
+                text: m.text.clone(),
+                attachments: m.attachments.clone(),
+                payload: None,
+                reply_to: None,
+                location: None,
+                contacts: Vec::new(),
+            }
+            .preview()
+        }),
+        last_message_at: latest.as_ref().map(|m| m.sent_at),
+        unread: 0,
+        created_at,
+        updated_at,
+    })
 }
 
 /// Writes a conversation and moves it in the activity indexes when its time changed.
@@ -737,12 +882,23 @@ fn plain_sled_error(error: &sled::Error) -> String {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("cannot encode a record: {e}")))
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// A record as stored. Every value of the record types encodes to JSON that decodes back (times
+/// are bounded to four-digit years, floats are finite, raw events nest at most
+/// `platform::json::MAX_BODY_DEPTH`): debug builds, and so every test, check each write.
+fn encode<T: Serialize + DeserializeOwned>(value: &T) -> Result<Vec<u8>, StoreError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("cannot encode a record: {e}")))?;
+    // The position only: the record may hold a message's text.
+    #[cfg(debug_assertions)]
+    if let Err(e) = serde_json::from_slice::<T>(&bytes) {
+        panic!(
+            "a {} record would not read back: {:?} error at line {} column {}",
+            std::any::type_name::<T>(),
+            e.classify(),
+            e.line(),
+            e.column()
+        );
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

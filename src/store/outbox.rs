@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keyspace::TreeId;
 use super::writer::Writer;
-use super::{Store, StoreError, decode, encode, keys};
+use super::{Store, StoreError, encode, keys};
 use crate::model::{
     Attachment, ContentKind, Conversation, Direction, Message, MessageError, OutboundMessage, Platform, ReceiptKind,
     Status, Template, Timestamp,
@@ -140,7 +140,14 @@ impl Store {
         }
         .preview();
         let mut writer = Writer::new(self);
-        let before: Option<Conversation> = writer.get(TreeId::Conversations, conversation_id.as_bytes())?;
+        // A record that does not decode is rebuilt (as ingest does), so replies still go out.
+        let before = match writer.get::<Conversation>(TreeId::Conversations, conversation_id.as_bytes()) {
+            Ok(found) => found,
+            Err(StoreError::Unreadable { .. }) => {
+                Some(super::rebuilt_conversation(self, &mut writer, &conversation_id, target, now)?)
+            }
+            Err(e) => return Err(e),
+        };
         let mut conversation = before.clone().unwrap_or_else(|| Conversation {
             id: conversation_id.clone(),
             platform: target.platform,
@@ -155,7 +162,10 @@ impl Store {
         });
         conversation.last_message_text = Some(preview);
         conversation.last_message_at = Some(now);
-        conversation.updated_at = conversation.updated_at.max(now);
+        // A time past the horizon was stored by an older build (see `ingest_one`): replaced.
+        let horizon = now.saturating_add_millis(crate::time::MAX_EVENT_LEAD_MILLIS);
+        conversation.updated_at =
+            if conversation.updated_at > horizon { now } else { conversation.updated_at.max(now) };
         // Replying means the operator has read the thread.
         conversation.unread = 0;
         super::save_conversation(&mut writer, before.as_ref(), &conversation)?;
@@ -170,9 +180,19 @@ impl Store {
         Ok((message, entry))
     }
 
-    /// A platform's outbox, oldest first.
+    /// A platform's outbox, oldest first. An entry that does not decode cannot be sent: it is
+    /// reported (once) and skipped, so that it does not hold up every other reply.
     pub fn outbox_entries(&self, platform: Platform) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.table(TreeId::Outbox).scan_prefix(&[platform.tag()]).map(|entry| decode(&entry?.1)).collect()
+        let mut entries = Vec::new();
+        for entry in self.table(TreeId::Outbox).scan_prefix(&[platform.tag()]) {
+            let (key, value) = entry?;
+            match self.decode_record(TreeId::Outbox.name(), &key, &value) {
+                Ok(entry) => entries.push(entry),
+                Err(StoreError::Unreadable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(entries)
     }
 
     /// Marks a message as being sent (queued → sending).
@@ -192,7 +212,9 @@ impl Store {
         let watermarks = self.watermarks(&entry.conversation_id)?;
         let mut writer = Writer::new(self);
         writer.remove(TreeId::Outbox, outbox_key(entry.platform, entry.seq));
-        let Some(mut message) = writer.get::<Message>(TreeId::Messages, entry.message.id.as_bytes())? else {
+        // An unreadable message record is left as it is, like a missing one: the send happened,
+        // and an outbox entry kept for it would be sent again after every reload.
+        let Some(mut message) = readable_message(&writer, &entry.message.id)? else {
             writer.commit()?;
             return Ok(None);
         };
@@ -203,7 +225,7 @@ impl Store {
         message.platform_message_id = known_id.then(|| platform_message_id.to_owned());
         message.dispatched_at = Some(dispatched_at);
         advance(&mut message, Status::Sent, None);
-        if let Some(receipts) = writer.get::<Vec<PendingReceipt>>(TreeId::PendingReceipts, &index_key)? {
+        if let Some(receipts) = writer.get_or_set_aside::<Vec<PendingReceipt>>(TreeId::PendingReceipts, &index_key)? {
             writer.remove(TreeId::PendingReceipts, index_key.clone());
             for receipt in receipts {
                 advance(&mut message, receipt.kind.status(), receipt.error);
@@ -228,7 +250,7 @@ impl Store {
     pub fn mark_failed(&self, entry: &OutboxEntry, error: MessageError) -> Result<Option<StatusChange>, StoreError> {
         let mut writer = Writer::new(self);
         writer.remove(TreeId::Outbox, outbox_key(entry.platform, entry.seq));
-        let Some(mut message) = writer.get::<Message>(TreeId::Messages, entry.message.id.as_bytes())? else {
+        let Some(mut message) = readable_message(&writer, &entry.message.id)? else {
             writer.commit()?;
             return Ok(None);
         };
@@ -240,7 +262,8 @@ impl Store {
 
     /// The token a channel stored last, if any.
     pub fn token(&self, platform: Platform) -> Result<Option<StoredToken>, StoreError> {
-        self.tokens.get(platform.as_str())?.map(|v| decode(&v)).transpose()
+        let key = platform.as_str().as_bytes();
+        self.tokens.get(key)?.map(|bytes| self.decode_record(super::TREE_TOKENS, key, &bytes)).transpose()
     }
 
     /// Keeps a refreshed token (durable after the next flush; callers flush).
@@ -256,7 +279,7 @@ impl Store {
         change: impl Fn(&mut Message) -> bool,
     ) -> Result<Option<StatusChange>, StoreError> {
         let Some(bytes) = self.table(TreeId::Messages).get(id)? else { return Ok(None) };
-        let mut message: Message = decode(&bytes)?;
+        let mut message: Message = self.decode_record(TreeId::Messages.name(), id.as_bytes(), &bytes)?;
         let changed = change(&mut message);
         if changed {
             self.table(TreeId::Messages).insert(id, encode(&message)?)?;
@@ -265,8 +288,13 @@ impl Store {
         Ok(Some(StatusChange { message, changed }))
     }
 
+    /// A conversation's watermarks; none when its record does not decode (reported).
     fn watermarks(&self, conversation_id: &str) -> Result<Watermarks, StoreError> {
-        Ok(self.table(TreeId::Watermarks).get(conversation_id)?.map(|v| decode(&v)).transpose()?.unwrap_or_default())
+        match self.record(TreeId::Watermarks, conversation_id.as_bytes()) {
+            Ok(marks) => Ok(marks.unwrap_or_default()),
+            Err(StoreError::Unreadable { .. }) => Ok(Watermarks::default()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -276,6 +304,15 @@ impl Store {
 pub(super) struct Watermarks {
     pub delivered: Option<Timestamp>,
     pub read: Option<Timestamp>,
+}
+
+/// The message `id` of this batch; `None` when it is missing or its record does not decode
+/// (reported).
+fn readable_message(writer: &Writer<'_>, id: &str) -> Result<Option<Message>, StoreError> {
+    match writer.get::<Message>(TreeId::Messages, id.as_bytes()) {
+        Err(StoreError::Unreadable { .. }) => Ok(None),
+        other => other,
+    }
 }
 
 /// Moves a message's status forward (never back); a failure records its error. True if it moved.
@@ -332,7 +369,7 @@ pub(super) fn apply_receipt(
             }
             None => {
                 let mut waiting: Vec<PendingReceipt> =
-                    writer.get(TreeId::PendingReceipts, &index_key)?.unwrap_or_default();
+                    writer.get_or_set_aside(TreeId::PendingReceipts, &index_key)?.unwrap_or_default();
                 waiting.push(PendingReceipt { kind: receipt.kind, error: receipt.error.clone() });
                 writer.insert(TreeId::PendingReceipts, index_key, &waiting)?;
             }
@@ -342,7 +379,8 @@ pub(super) fn apply_receipt(
     if !matches!(receipt.kind, ReceiptKind::Delivered | ReceiptKind::Read) {
         return Ok(());
     }
-    let mut marks: Watermarks = writer.get(TreeId::Watermarks, conversation_id.as_bytes())?.unwrap_or_default();
+    let mut marks: Watermarks =
+        writer.get_or_set_aside(TreeId::Watermarks, conversation_id.as_bytes())?.unwrap_or_default();
     let slot = if receipt.kind == ReceiptKind::Read { &mut marks.read } else { &mut marks.delivered };
     if slot.is_none_or(|w| watermark > w) {
         *slot = Some(watermark);
@@ -360,8 +398,13 @@ pub(super) fn apply_receipt(
     Ok(())
 }
 
+/// Changes a message of this batch; one whose record does not decode is left as it is (reported).
 fn update(writer: &mut Writer<'_>, id: &[u8], change: impl FnOnce(&mut Message) -> bool) -> Result<(), StoreError> {
-    if let Some(mut message) = writer.get::<Message>(TreeId::Messages, id)?
+    let message = match writer.get::<Message>(TreeId::Messages, id) {
+        Err(StoreError::Unreadable { .. }) => None,
+        other => other?,
+    };
+    if let Some(mut message) = message
         && change(&mut message)
     {
         writer.insert(TreeId::Messages, id.to_vec(), &message)?;

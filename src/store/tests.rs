@@ -261,6 +261,7 @@ mod counters {
             messages: count(TreeId::Messages),
             events: count(TreeId::Events),
             quarantined: count(TreeId::Quarantine),
+            unreadable: store.unreadable_records(),
         }
     }
 
@@ -329,7 +330,7 @@ mod counters {
         fill(&store);
         let counts = store.counts().unwrap();
         assert_eq!(counts, real_counts(&store));
-        assert_eq!(counts, StoreCounts { conversations: 5, messages: 10, events: 10, quarantined: 2 });
+        assert_eq!(counts, StoreCounts { conversations: 5, messages: 10, events: 10, quarantined: 2, unreadable: 0 });
     }
 
     #[test]
@@ -578,3 +579,5 @@ mod outbound {
         assert_eq!(entry.message.reply_to.as_deref(), Some(thread));
     }
 }
+
+mod unreadable_records;

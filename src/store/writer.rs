@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::keyspace::{Keyspace, TreeId};
-use super::{Store, StoreError, decode, encode};
+use super::{Store, StoreError, encode};
 
 /// One tree's pending writes: `None` removes the key.
 type TreeWrites = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -51,16 +51,43 @@ impl<'s> Writer<'s> {
         }
     }
 
-    /// The decoded record under `key`, counting this batch's writes.
+    /// The decoded record under `key`, counting this batch's writes; [`StoreError::Unreadable`]
+    /// (reported) when it does not decode.
     pub(super) fn get<T: DeserializeOwned>(&self, id: TreeId, key: &[u8]) -> Result<Option<T>, StoreError> {
-        self.get_raw(id, key)?.map(|bytes| decode(&bytes)).transpose()
+        self.get_raw(id, key)?.map(|bytes| self.store.decode_record(id.name(), key, &bytes)).transpose()
+    }
+
+    /// Like [`Writer::get`], but a record that does not decode is moved aside (see
+    /// [`Writer::set_aside`]) and read as absent: for records that are rebuilt from scratch
+    /// when missing (pending receipts, watermarks).
+    pub(super) fn get_or_set_aside<T: DeserializeOwned>(
+        &mut self,
+        id: TreeId,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.get(id, key) {
+            Err(StoreError::Unreadable { .. }) => {
+                self.set_aside(id, key)?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// Copies the bytes under `key` into the `unreadable` table (under the table's prefix and
+    /// the key), before a record that does not decode is replaced: nothing is thrown away.
+    pub(super) fn set_aside(&mut self, id: TreeId, key: &[u8]) -> Result<(), StoreError> {
+        if let Some(bytes) = self.get_raw(id, key)? {
+            self.insert_raw(TreeId::Unreadable, id.key(key), bytes);
+        }
+        Ok(())
     }
 
     pub(super) fn insert_raw(&mut self, id: TreeId, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.writes.entry(id).or_default().insert(key.into(), Some(value.into()));
     }
 
-    pub(super) fn insert<T: Serialize>(
+    pub(super) fn insert<T: Serialize + DeserializeOwned>(
         &mut self,
         id: TreeId,
         key: impl Into<Vec<u8>>,
@@ -73,7 +100,7 @@ impl<'s> Writer<'s> {
 
     /// Inserts a record the caller knows is not there yet (it just looked, or made a new id), and
     /// counts it, in the same batch, when its table is counted.
-    pub(super) fn insert_new<T: Serialize>(
+    pub(super) fn insert_new<T: Serialize + DeserializeOwned>(
         &mut self,
         id: TreeId,
         key: impl Into<Vec<u8>>,
