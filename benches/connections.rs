@@ -25,14 +25,13 @@
 //! webhook not answered within `--timeout` counts as failed and sorts above every answered one.
 
 mod common;
+use common::daemon::Daemon;
 use common::{client_runtime, cpu_seconds, flag_pairs, number, percentile, positive, resident_text};
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -134,7 +133,7 @@ impl Options {
             reconnect: Duration::from_secs(1),
             timeout: Duration::from_secs(10),
             scenarios: vec!["baseline", "idle", "slowloris"],
-            binary: PathBuf::from(env!("CARGO_BIN_EXE_parley")),
+            binary: Daemon::release_binary(),
         };
         for (flag, value) in flag_pairs(args)? {
             match flag.as_str() {
@@ -202,7 +201,7 @@ async fn run(options: Options) {
         r = options.rate,
         t = options.timeout.as_secs()
     );
-    let daemon = Daemon::start(&options.binary);
+    let daemon = Daemon::start(&options.binary, bench_config);
     println!(
         "  parley: {} ({}), built-in connection settings (this build: max_connections 1024, header_read_timeout_secs 10, \
          idle_timeout_secs 60)",
@@ -257,7 +256,7 @@ async fn run(options: Options) {
             );
         }
     }
-    daemon.print_log_tail();
+    daemon.print_log_tail(6);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -666,95 +665,6 @@ async fn slowloris(stream: TcpStream, trickle: Duration) {
 
 // ---------------------------------------------------------------------------------------------
 // The daemon
-
-/// The daemon on a temporary store; killed on drop (also when the bench panics).
-struct Daemon {
-    addr: SocketAddr,
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(binary: &Path) -> Daemon {
-        let dir = tempfile::tempdir().expect("a temporary directory for the bench store");
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, bench_config(&dir.path().join("store"))).expect("write the bench config");
-        let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let writer = log.clone();
-        // Keep draining stderr for the whole run, or the daemon would block on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Listening.")
-                    && let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next())
-                {
-                    let _ = addr_tx.send(addr.to_owned());
-                }
-                writer.lock().expect("the log lock is never poisoned").push(line);
-            }
-        });
-        let log_text = |log: &Mutex<Vec<String>>| log.lock().expect("never poisoned").join("\n");
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("parley did not log `Listening.` within 30 s; log:\n{}", log_text(&log)));
-        let daemon = Daemon { addr: addr.parse().expect("the daemon logs a socket address"), child, log, _dir: dir };
-        daemon.wait_ready(&log_text);
-        daemon
-    }
-
-    /// Polls `/ready` (store and channel actor up) with a deadline.
-    fn wait_ready(&self, log_text: &dyn Fn(&Mutex<Vec<String>>) -> String) {
-        use std::io::{Read, Write};
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = std::net::TcpStream::connect(self.addr).and_then(|mut stream| {
-                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-                write!(stream, "GET /ready HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr)?;
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer)?;
-                Ok(answer.starts_with("HTTP/1.1 200"))
-            });
-            if matches!(ready, Ok(true)) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "parley never became ready; log:\n{}", log_text(&self.log));
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Warnings and errors the daemon logged, but the first and last few.
-    fn print_log_tail(&self) {
-        let log = self.log.lock().expect("the log lock is never poisoned");
-        let noisy: Vec<&String> = log.iter().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
-        if !noisy.is_empty() {
-            println!("\nparley logged {} warning/error lines; the last ones:", noisy.len());
-            for line in noisy.iter().rev().take(6).rev() {
-                println!("  {line}");
-            }
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// WhatsApp on with the bench secret; no connection keys (the built-in defaults apply).
 fn bench_config(store: &Path) -> String {

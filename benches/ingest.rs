@@ -16,15 +16,14 @@
 //! with its own one-thread runtime. Bodies are built and signed before the timed window.
 
 mod common;
+use common::daemon::Daemon;
 use common::{client_runtime, cpu_seconds, flag_pairs, number, percentile, positive, resident_text};
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -155,7 +154,7 @@ async fn run(options: Options) {
         "  load generator: 1 tokio thread in this process; bodies are built and signed before the timed window; \
          warm-up {warmup_secs} s, measured {secs} s"
     );
-    let daemon = options.runs(Target::Parley).then(Daemon::start);
+    let daemon = options.runs(Target::Parley).then(|| Daemon::start(&Daemon::release_binary(), bench_config));
     let bare = options.runs(Target::Bare).then(start_bare_server);
     if let Some(daemon) = &daemon {
         println!("  parley: {} (release binary, its own process, tokio default workers + sled threads)", daemon.addr);
@@ -265,7 +264,7 @@ async fn run(options: Options) {
         );
     }
     if let Some(daemon) = &daemon {
-        daemon.print_log_tail();
+        daemon.print_log_tail(10);
     }
 }
 
@@ -669,100 +668,6 @@ impl CpuClock {
 
 // ---------------------------------------------------------------------------------------------
 // Servers
-
-/// The real daemon on a temporary store; killed on drop (also when the bench panics).
-struct Daemon {
-    addr: SocketAddr,
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    /// Starts `parley serve` (the release build under `cargo bench`) and waits until it is ready.
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("a temporary directory for the bench store");
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, bench_config(&dir.path().join("store"))).expect("write the bench config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the parley binary");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let writer = log.clone();
-        // Keep draining stderr for the whole run, or the daemon would block on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("Listening.")
-                    && let Some(addr) = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next())
-                {
-                    let _ = addr_tx.send(addr.to_owned());
-                }
-                writer.lock().expect("the log lock is never poisoned").push(line);
-            }
-        });
-        let mut daemon = Daemon { addr: SocketAddr::from(([127, 0, 0, 1], 0)), child, log, _dir: dir };
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("parley did not log `Listening.` within 30 s; log:\n{}", daemon.log_text()));
-        daemon.addr = addr.parse().expect("the daemon logs a socket address");
-        daemon.wait_ready();
-        daemon
-    }
-
-    /// Polls `/ready` (store and channel actors up) with a deadline.
-    fn wait_ready(&self) {
-        use std::io::{Read, Write};
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = std::net::TcpStream::connect(self.addr).and_then(|mut stream| {
-                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-                write!(stream, "GET /ready HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr)?;
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer)?;
-                Ok(answer.starts_with("HTTP/1.1 200"))
-            });
-            if matches!(ready, Ok(true)) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "parley never became ready; log:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().expect("the log lock is never poisoned").join("\n")
-    }
-
-    /// Warnings and errors the daemon logged (its level is `warn`, so normally none).
-    fn print_log_tail(&self) {
-        let log = self.log.lock().expect("the log lock is never poisoned");
-        let noisy: Vec<&String> = log.iter().filter(|l| !l.contains("Listening.")).collect();
-        if !noisy.is_empty() {
-            println!("\nparley logged {} warning/error lines; the last ones:", noisy.len());
-            for line in noisy.iter().rev().take(10).rev() {
-                println!("  {line}");
-            }
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// All four platforms on with bench secrets; `warn` logging except the `Listening.` line we need.
 fn bench_config(store: &Path) -> String {

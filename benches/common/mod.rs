@@ -1,4 +1,8 @@
-//! Helpers both benchmarks use: option parsing, percentiles, CPU accounting from /proc.
+//! Helpers the benchmarks share: option parsing, percentiles, CPU and memory from /proc, and
+//! the daemon launcher.
+
+#[allow(dead_code)] // the outbound and startup benches start the daemon their own way
+pub mod daemon;
 
 /// The kernel's clock tick for /proc/<pid>/stat CPU times (USER_HZ is 100 on Linux).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;

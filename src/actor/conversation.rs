@@ -326,6 +326,18 @@ impl ConversationState {
         self.schedule_probe(myself);
     }
 
+    /// The answer to a write that failed with `error`: an I/O failure starts an outage (if none
+    /// runs) and is refused like every write during one; a record that would not encode fails alone.
+    fn write_error(&mut self, myself: &ActorRef<ConversationMsg>, error: &StoreError) -> PersistError {
+        match error.write_failure() {
+            Some(failure) => {
+                self.write_failed(myself, failure);
+                self.refusal()
+            }
+            None => PersistError::Failed(error.to_string()),
+        }
+    }
+
     fn schedule_probe(&self, myself: &ActorRef<ConversationMsg>) {
         let probes = self.outage.as_ref().map_or(0, |o| o.probes);
         myself.send_after(probe_delay(probes), || ConversationMsg::Recovery(Recovery::Probe));
@@ -371,15 +383,7 @@ impl ConversationState {
                         }
                         Err(e) => {
                             tracing::error!(message = "Storing events failed.", %platform, error = %e);
-                            match e.write_failure() {
-                                Some(failure) => {
-                                    self.write_failed(myself, failure);
-                                    let _ = reply.send(Err(self.refusal()));
-                                }
-                                None => {
-                                    let _ = reply.send(Err(PersistError::Failed(e.to_string())));
-                                }
-                            }
+                            let _ = reply.send(Err(self.write_error(myself, &e)));
                         }
                     }
                 }
@@ -723,15 +727,7 @@ impl ConversationActor {
                     Ok(()) => state.park(myself, Pending::Reply(webhook_reply(reply, WebhookOutcome::Quarantined))),
                     Err(e) => {
                         tracing::error!(message = "Quarantining a body failed.", %platform, error = %e);
-                        match e.write_failure() {
-                            Some(failure) => {
-                                state.write_failed(myself, failure);
-                                let _ = reply.send(Err(state.refusal()));
-                            }
-                            None => {
-                                let _ = reply.send(Err(PersistError::Failed(e.to_string())));
-                            }
-                        }
+                        let _ = reply.send(Err(state.write_error(myself, &e)));
                     }
                 }
             }
@@ -795,15 +791,7 @@ impl ConversationActor {
                     ),
                     Err(e) => {
                         tracing::error!(message = "Queueing a reply failed.", platform = %target.platform, error = %e);
-                        match e.write_failure() {
-                            Some(failure) => {
-                                state.write_failed(myself, failure);
-                                let _ = reply.send(Err(state.refusal()));
-                            }
-                            None => {
-                                let _ = reply.send(Err(PersistError::Failed(e.to_string())));
-                            }
-                        }
+                        let _ = reply.send(Err(state.write_error(myself, &e)));
                     }
                 }
             }
