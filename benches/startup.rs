@@ -23,7 +23,7 @@
 
 #[allow(dead_code)] // the async client helpers serve the other benches
 mod common;
-use common::{cpu_seconds, flag_pairs, percentile, positive};
+use common::{cpu_seconds, flag_pairs, percentile, positive, resident_mib};
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ const GROUP: usize = 16;
 const GROUPS_PER_FLUSH: usize = 4;
 /// The daemon's default sled cache (`storage.cache_bytes` in `src/config/defaults.toml`) is used
 /// to build too, so sled lays the store out as the daemon would.
-const BUILD_CACHE_BYTES: u64 = 256 << 20;
+const BUILD_CACHE_BYTES: u64 = 32 << 20;
 /// A run that does not answer within this long is reported as a failure.
 const START_DEADLINE: Duration = Duration::from_secs(120);
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -109,7 +109,7 @@ fn main() {
     let mut health = Vec::new();
     let mut ready = Vec::new();
     let mut sigterm = Vec::new();
-    println!("\n run   /health ms   /ready ms   CPU s to /ready   SIGTERM→exit ms   exit code");
+    println!("\n run   /health ms   /ready ms   CPU s to /ready   RSS at /ready   SIGTERM→exit ms   exit code");
     for run in 1..=options.runs {
         let port = free_port();
         let config = dir.path().join("config.toml");
@@ -119,13 +119,15 @@ fn main() {
         let to_health = wait_for(&mut child, port, "/health", started);
         let to_ready = wait_for(&mut child, port, "/ready", started);
         let cpu = cpu_seconds(&child.id().to_string()).map_or_else(|| "?".to_owned(), |s| format!("{s:.2}"));
+        let rss =
+            resident_mib(&child.id().to_string()).map_or_else(|| "?".to_owned(), |(now, _)| format!("{now:.1} MiB"));
         let stopping = Instant::now();
         let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
         assert!(status.success(), "kill -TERM failed");
         let code = wait_exit(&mut child);
         let to_exit = stopping.elapsed();
         println!(
-            " {run:>3}   {:>10.0}   {:>9.0}   {cpu:>15}   {:>15.0}   {code}",
+            " {run:>3}   {:>10.0}   {:>9.0}   {cpu:>15}   {rss:>13}   {:>15.0}   {code}",
             ms(to_health),
             ms(to_ready),
             ms(to_exit)
@@ -302,35 +304,8 @@ token = "bench-api-token-7c2e"
 [log]
 level = "warn"
 
-[facebook]
-enabled = true
-app_secret = "bench-facebook-app-secret"
-verify_token = "bench-facebook-verify"
-page_id = "104857600123456"
-page_access_token = "bench-page-token"
-api_base = "http://127.0.0.1:9/v23.0"
-
-[whatsapp]
-enabled = true
-app_secret = "bench-whatsapp-app-secret"
-verify_token = "bench-whatsapp-verify"
-phone_number_id = "{PHONE_NUMBER_ID}"
-access_token = "bench-wa-token"
-api_base = "http://127.0.0.1:9/v23.0"
-
-[viber]
-enabled = true
-bot_token = "bench-viber-bot-token"
-bot_name = "Bench Support"
-api_base = "http://127.0.0.1:9/pa"
-
-[linkedin]
-enabled = true
-client_secret = "bench-linkedin-client-secret"
-organization_id = "2414183"
-api_base = "http://127.0.0.1:9"
-oauth_base = "http://127.0.0.1:9/oauth/v2"
-"#,
-        store = store.display()
+{platforms}"#,
+        store = store.display(),
+        platforms = common::offline_platforms("bench-whatsapp-app-secret", PHONE_NUMBER_ID),
     )
 }

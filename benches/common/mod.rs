@@ -88,3 +88,41 @@ pub fn resident_text(pid: u32) -> String {
         None => "unknown (no /proc)".to_owned(),
     }
 }
+
+/// The four platform sections of a bench config, on, with every API base on a closed port (the
+/// benches measure the inbound side; token checks fail quietly): WhatsApp signs with
+/// `whatsapp_secret` for `phone_number_id`.
+#[allow(dead_code)] // the outbound and connections benches configure their own platforms
+pub fn offline_platforms(whatsapp_secret: &str, phone_number_id: &str) -> String {
+    format!(
+        r#"[facebook]
+enabled = true
+app_secret = "bench-facebook-app-secret"
+verify_token = "bench-facebook-verify"
+page_id = "104857600123456"
+page_access_token = "bench-page-token"
+api_base = "http://127.0.0.1:9/v23.0"
+
+[whatsapp]
+enabled = true
+app_secret = "{whatsapp_secret}"
+verify_token = "bench-whatsapp-verify"
+phone_number_id = "{phone_number_id}"
+access_token = "bench-wa-token"
+api_base = "http://127.0.0.1:9/v23.0"
+
+[viber]
+enabled = true
+bot_token = "bench-viber-bot-token"
+bot_name = "Bench Support"
+api_base = "http://127.0.0.1:9/pa"
+
+[linkedin]
+enabled = true
+client_secret = "bench-linkedin-client-secret"
+organization_id = "2414183"
+api_base = "http://127.0.0.1:9"
+oauth_base = "http://127.0.0.1:9/oauth/v2"
+"#
+    )
+}

@@ -446,7 +446,7 @@ mod outbound {
     use crate::model::{MessageError, Receipt, ReceiptKind};
     use crate::store::{ConversationTarget, OutboundDraft};
 
-    fn target() -> ConversationTarget {
+    pub(super) fn target() -> ConversationTarget {
         ConversationTarget {
             platform: Platform::Whatsapp,
             account_id: "phone-1".into(),
@@ -454,7 +454,7 @@ mod outbound {
         }
     }
 
-    fn draft(text: &str) -> OutboundDraft {
+    pub(super) fn draft(text: &str) -> OutboundDraft {
         OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
     }
 

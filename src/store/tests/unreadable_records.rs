@@ -203,19 +203,7 @@ fn a_missing_conversation_named_by_the_activity_list_is_skipped() {
 
 mod outbound {
     use super::*;
-    use crate::store::{ConversationTarget, OutboundDraft};
-
-    fn target() -> ConversationTarget {
-        ConversationTarget {
-            platform: Platform::Whatsapp,
-            account_id: "phone-1".into(),
-            contact_id: "5511987654321".into(),
-        }
-    }
-
-    fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
-    }
+    use crate::store::tests::outbound::{draft, target};
 
     fn receipt(wamid: &str, kind: ReceiptKind) -> InboundEvent {
         InboundEvent {
