@@ -14,10 +14,11 @@ use ractor::Actor;
 use tokio::sync::mpsc;
 
 use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
-use crate::actor::conversation::{ConversationArgs, StoreLocation};
+use crate::actor::conversation::{ConversationArgs, FEED_HUB_EVENTS, StoreLocation};
 use crate::actor::supervisor::{Supervisor, SupervisorArgs};
 use crate::actor::{SUPERVISOR_ACTOR, SupervisorMsg};
 use crate::config::{self, Config, LoadedConfig};
+use crate::feed::FeedHub;
 use crate::http::{self, HttpState};
 use crate::model::Platform;
 use crate::reload::Reloader;
@@ -79,9 +80,13 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     };
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
     let channels = config.enabled_platforms().into_iter().map(|platform| channel_args(&config, platform)).collect();
+    let feed = FeedHub::new(FEED_HUB_EVENTS);
+    let mut conversation = ConversationArgs::new(store, location);
+    conversation.feed = feed.clone();
+    conversation.retention = Duration::from_secs(u64::from(config.events.retention_days) * 86_400);
     let args = SupervisorArgs {
         // The conversation actor owns the store from here on; nothing else keeps a handle.
-        conversation: ConversationArgs::new(store, location),
+        conversation,
         channels,
         limits: config.supervisor.clone(),
         fatal: fatal_tx,
@@ -106,7 +111,7 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     let platforms: Vec<String> = config.enabled_platforms().iter().map(ToString::to_string).collect();
     tracing::info!(message = "Listening.", addr = %bound, platforms = %platforms.join(","), version = env!("CARGO_PKG_VERSION"));
 
-    let state = Arc::new(HttpState::new(config.clone()));
+    let state = Arc::new(HttpState::new(config.clone(), feed));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, state.clone(), async {
         let _ = stop_rx.await;

@@ -7,6 +7,7 @@ pub mod actor;
 pub mod app;
 pub mod config;
 pub mod fdlimit;
+pub mod feed;
 pub mod http;
 pub mod memory;
 pub mod metrics;

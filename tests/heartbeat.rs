@@ -64,7 +64,11 @@ async fn setup() -> Setup {
     let config = parley::config::load(&config_path).expect("the base config is valid").config;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front_end = listener.local_addr().unwrap();
-    tokio::spawn(http::serve(listener, Arc::new(HttpState::new(Arc::new(config))), std::future::pending()));
+    tokio::spawn(http::serve(
+        listener,
+        Arc::new(HttpState::new(Arc::new(config), parley::feed::FeedHub::new(16))),
+        std::future::pending(),
+    ));
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_nonblocking(true).unwrap();

@@ -24,7 +24,7 @@ use crate::outbound;
 use crate::platform::{self, ParseContext, SendContext, SendOutcome};
 use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
 use crate::secret::Secret;
-use crate::store::{OutboxEntry, StoredToken};
+use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
 
 /// How often the outbox in the store is merged into the queue.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
@@ -105,6 +105,9 @@ pub struct ChannelState {
     token_expires_at: Option<Timestamp>,
     /// Why the channel cannot send (the token was rejected and could not be refreshed).
     broken: Option<String>,
+    /// What the last `channel.status` event said: ready (or why not), and whether the token was
+    /// near its expiry. None before the first.
+    reported: Option<(Option<String>, bool)>,
     /// A token check or refresh is under way; sending waits for it after a rejection.
     refreshing: bool,
     /// False while the store cannot be written: sending waits, so that every `sent` is recorded.
@@ -187,6 +190,33 @@ impl ChannelState {
         self.wake_at = Some(when);
         let delay = when.saturating_duration_since(Instant::now());
         self.wake = Some(myself.send_after(delay, || ChannelMsg::Pump));
+    }
+
+    /// Records a `channel.status` event when readiness or the token's nearness to expiry changed
+    /// since the last one (the first report says how the channel started).
+    fn report_status(&mut self) {
+        let left = self.token_expires_at.map(|at| (at.as_millis() - Timestamp::now().as_millis()) / 1000);
+        let expiring = left.is_some_and(|secs| secs < TOKEN_WARNING.as_secs() as i64);
+        let now = (self.broken.clone(), expiring);
+        if self.reported.as_ref() == Some(&now) {
+            return;
+        }
+        let reason = match (&now.0, expiring) {
+            (Some(reason), _) => Some(reason.clone()),
+            (None, true) => Some("the token expires within 7 days".to_owned()),
+            (None, false) => None,
+        };
+        let change = ChannelStatusChange {
+            platform: self.args.platform,
+            ready: now.0.is_none(),
+            reason,
+            token_expires_in_secs: left,
+        };
+        if let Some(store) = conversation_actor()
+            && store.cast(ConversationMsg::ChannelStatus(change)).is_ok()
+        {
+            self.reported = Some(now);
+        }
     }
 
     fn status(&self) -> ChannelStatus {
@@ -391,6 +421,7 @@ impl ChannelActor {
                     head.last_error = Some(error);
                     head.not_before = Instant::now() + BROKEN_TOKEN_RECHECK;
                     state.broken = Some(reason);
+                    state.report_status();
                     myself.send_after(BROKEN_TOKEN_RECHECK, || ChannelMsg::CheckToken { after_rejection: true });
                 } else {
                     tracing::warn!(message = "Token rejected; refreshing once.", %platform, code = %error.code);
@@ -568,6 +599,7 @@ impl ChannelActor {
             }
             TokenCheck::NotChecked => {}
         }
+        state.report_status();
         Self::pump(myself, state);
     }
 }
@@ -738,6 +770,7 @@ impl Actor for ChannelActor {
             client,
             token_expires_at: None,
             broken: None,
+            reported: None,
             refreshing: false,
             store_writable: true,
             limiter,

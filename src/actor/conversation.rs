@@ -30,6 +30,7 @@ use super::{
     ChannelMsg, ConversationMsg, PersistError, ReadError, StoreAvailability, StoreStatus, WebhookOutcome, WebhookReply,
     channel_actor,
 };
+use crate::feed::{Event, FeedHub};
 use crate::model::{InboundEvent, MessageError, Platform, Timestamp};
 use crate::store::{self, OutboxEntry, Store, StoreError, WriteFailure, WriteProblem};
 
@@ -66,6 +67,10 @@ pub struct ConversationArgs {
     pub location: StoreLocation,
     pub stats: Arc<StoreStats>,
     pub checkpoints: CheckpointPolicy,
+    /// Where events go once they are durable (shared with the HTTP front end).
+    pub feed: Arc<FeedHub>,
+    /// Events older than this are pruned.
+    pub retention: Duration,
 }
 
 impl ConversationArgs {
@@ -76,6 +81,8 @@ impl ConversationArgs {
             location,
             stats: Arc::new(StoreStats::default()),
             checkpoints: CheckpointPolicy::default(),
+            feed: FeedHub::new(FEED_HUB_EVENTS),
+            retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -149,6 +156,14 @@ enum CheckpointPhase {
     Reopening { since: Instant, written: u64 },
 }
 
+/// Events the feed hub keeps in memory for readers at the tail (older ones are read from the store).
+pub const FEED_HUB_EVENTS: usize = 16_384;
+/// Pruning: how often, and how many events at most per batch (a batch is one write; while more
+/// are due, the next batch follows after `PRUNE_AGAIN`, so ingest is never held up for long).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_AGAIN: Duration = Duration::from_millis(200);
+const PRUNE_BATCH: usize = 2_000;
+
 /// The first probe comes this soon after a failure; each failed one doubles it, up to the most.
 const FIRST_PROBE: Duration = Duration::from_secs(1);
 const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(10);
@@ -183,6 +198,9 @@ enum Pending {
     Reply(PendingReply),
     /// Nobody waits, but if the flush fails the change must be written again later.
     Status(Box<StatusWrite>),
+    /// Nobody waits and nothing is redone (a `sending` step, a channel's status): parked so that
+    /// a flush starts and its events are published promptly.
+    Quiet,
 }
 
 /// A status change of a sent message (the outbox entry leaves with it).
@@ -241,6 +259,10 @@ pub struct ConversationState {
     /// `records_written_since_open` at each of the last ticks, oldest first.
     written_at_ticks: VecDeque<u64>,
     policy: CheckpointPolicy,
+    feed: Arc<FeedHub>,
+    /// Events committed before the running flush started: published when it succeeds.
+    flushing_events: Vec<Event>,
+    retention: Duration,
 }
 
 impl ConversationState {
@@ -267,6 +289,7 @@ impl ConversationState {
         let Some(store) = self.writable().cloned() else { return };
         self.flushing = true;
         self.in_flight = std::mem::take(&mut self.waiting);
+        self.flushing_events = store.take_committed_events();
         let me = myself.clone();
         tokio::spawn(async move {
             let result = store.flush().await;
@@ -289,7 +312,7 @@ impl ConversationState {
     fn finish(&mut self, pending: Pending, result: Result<(), PersistError>) {
         match (pending, result) {
             (Pending::Reply(reply), result) => reply(result),
-            (Pending::Status(_), Ok(())) => {}
+            (Pending::Status(_), Ok(())) | (Pending::Quiet, _) => {}
             (Pending::Status(write), Err(_)) => self.defer(*write),
         }
     }
@@ -448,6 +471,42 @@ impl ConversationState {
         }
     }
 
+    /// The store was opened (at start, after an outage, after a checkpoint): the feed hub
+    /// continues from its newest event. (A reopen discards writes whose flush failed; their
+    /// events were never published, and their numbers are given again.)
+    fn store_opened(&mut self) {
+        let Some(store) = &self.store else { return };
+        drop(store.take_committed_events());
+        match store.newest_event_seq() {
+            Ok(newest) => self.feed.opened_at(newest),
+            Err(e) => tracing::error!(message = "Reading the feed's newest event failed.", error = %e),
+        }
+    }
+
+    /// Prunes events past the retention, a batch at a time (see `PRUNE_BATCH`).
+    fn prune_events(&mut self, myself: &ActorRef<ConversationMsg>) {
+        let mut next = PRUNE_EVERY;
+        if let Some(store) = self.writable().cloned() {
+            let retention_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+            let before = Timestamp::from_millis(Timestamp::now().as_millis().saturating_sub(retention_ms));
+            match store.prune_events(before, PRUNE_BATCH) {
+                Ok(removed) if removed == PRUNE_BATCH => next = PRUNE_AGAIN,
+                Ok(removed) => {
+                    if removed > 0 {
+                        tracing::debug!(message = "Pruned old events.", removed);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(message = "Pruning old events failed.", error = %e);
+                    if let Some(failure) = e.write_failure() {
+                        self.write_failed(myself, failure);
+                    }
+                }
+            }
+        }
+        myself.send_after(next, || ConversationMsg::PruneEvents);
+    }
+
     /// The store for a read; `Err` (the API's 503) while it is being opened again.
     fn readable(&self) -> Result<&Store, ReadError> {
         self.store.as_ref().ok_or_else(|| ReadError::Failed("the store is being opened".to_owned()))
@@ -512,6 +571,7 @@ impl ConversationState {
                     held = self.held.len()
                 );
                 self.store = Some(store);
+                self.store_opened();
             }
             Err(e) => {
                 // The store is closed and did not open again: an outage like a failed write, with
@@ -577,6 +637,7 @@ impl ConversationState {
                     probes = outage.probes
                 );
                 self.store = Some(store);
+                self.store_opened();
                 tell_channels(true);
                 self.write_deferred(myself);
             }
@@ -641,11 +702,16 @@ impl Actor for ConversationActor {
             held: VecDeque::new(),
             written_at_ticks: VecDeque::new(),
             policy: args.checkpoints,
+            feed: args.feed,
+            flushing_events: Vec::new(),
+            retention: args.retention,
         })
     }
 
     async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         myself.send_after(state.policy.tick, || ConversationMsg::Checkpoint(CheckpointStep::Tick));
+        myself.send_after(PRUNE_AGAIN, || ConversationMsg::PruneEvents);
+        state.store_opened();
         if state.store.is_none() {
             // Restarted after a failure: open the store again (the failed actor's handle is gone).
             state.recover(&myself, Recovery::Probe);
@@ -679,11 +745,19 @@ impl Actor for ConversationActor {
         }
         // A clean stop: store what gathered, make everything durable, answer whoever still waits.
         state.store_buffered(&myself);
-        let result = match state.writable() {
-            Some(store) => store.flush().await.map_err(|e| {
-                tracing::error!(message = "Final store flush failed.", error = %e);
-                PersistError::NotWritable(failure_of(&e).reason)
-            }),
+        let result = match state.writable().cloned() {
+            Some(store) => {
+                let mut events = std::mem::take(&mut state.flushing_events);
+                events.extend(store.take_committed_events());
+                let flushed = store.flush().await.map_err(|e| {
+                    tracing::error!(message = "Final store flush failed.", error = %e);
+                    PersistError::NotWritable(failure_of(&e).reason)
+                });
+                if flushed.is_ok() {
+                    state.feed.publish(events);
+                }
+                flushed
+            }
             None => Err(state.refusal()),
         };
         let pending: Vec<Pending> = state.in_flight.drain(..).chain(state.waiting.drain(..)).collect();
@@ -734,8 +808,11 @@ impl ConversationActor {
             ConversationMsg::Flushed(result) => {
                 state.flushing = false;
                 let covered = std::mem::take(&mut state.in_flight);
+                let events = std::mem::take(&mut state.flushing_events);
                 match result {
                     Ok(()) => {
+                        // Readers of the feed see the events no later than the webhooks' 200s.
+                        state.feed.publish(events);
                         for pending in covered {
                             state.finish(pending, Ok(()));
                         }
@@ -807,12 +884,16 @@ impl ConversationActor {
             ConversationMsg::MarkSending { message_id } => {
                 // Nobody waits for this one; while the store refuses writes it is skipped (the
                 // message shows `queued` until its `sent` is recorded).
-                if let Some(store) = state.writable().cloned()
-                    && let Err(e) = store.mark_sending(&message_id)
-                {
-                    tracing::error!(message = "Recording a send attempt failed.", %message_id, error = %e);
-                    if let Some(failure) = e.write_failure() {
-                        state.write_failed(myself, failure);
+                if let Some(store) = state.writable().cloned() {
+                    match store.mark_sending(&message_id) {
+                        Ok(Some(change)) if change.changed => state.park(myself, Pending::Quiet),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(message = "Recording a send attempt failed.", %message_id, error = %e);
+                            if let Some(failure) = e.write_failure() {
+                                state.write_failed(myself, failure);
+                            }
+                        }
                     }
                 }
             }
@@ -846,6 +927,32 @@ impl ConversationActor {
                     }
                 }
             }
+            ConversationMsg::PruneEvents => state.prune_events(myself),
+            ConversationMsg::ReadEvents { after, limit, reply } => {
+                // Only what is durable: events committed since the last flush began are not
+                // published yet, and a crash could still give their numbers to other changes.
+                let durable = state.feed.newest();
+                let result = state.readable().and_then(|s| s.events_after(after, limit).map_err(|e| read_failed(&e)));
+                let _ = reply.send(result.map(|mut page| {
+                    page.events.retain(|e| e.seq <= durable);
+                    page.newest = durable;
+                    page
+                }));
+            }
+            ConversationMsg::ChannelStatus(change) => match state.writable().cloned() {
+                Some(store) => match store.record_channel_status(&change) {
+                    Ok(()) => state.park(myself, Pending::Quiet),
+                    Err(e) => {
+                        tracing::error!(message = "Recording a channel's status failed.", platform = %change.platform, error = %e);
+                        if let Some(failure) = e.write_failure() {
+                            state.write_failed(myself, failure);
+                        }
+                    }
+                },
+                None => {
+                    tracing::debug!(message = "A channel's status is not recorded while the store refuses writes.", platform = %change.platform)
+                }
+            },
             ConversationMsg::Ping(reply) => {
                 let _ = reply.send(());
             }

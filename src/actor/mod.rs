@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod conversation;
+pub mod events;
 pub mod supervisor;
 
 use bytes::Bytes;
@@ -15,8 +16,8 @@ use ractor::{ActorRef, RpcReplyPort};
 use crate::model::{Conversation, Message, MessageError, Platform, Timestamp};
 use crate::platform::SendOutcome;
 use crate::store::{
-    ConversationTarget, IngestOutcome, OutboundDraft, OutboxEntry, Page, StoreCounts, StoredToken, WriteFailure,
-    WriteProblem,
+    ChannelStatusChange, ConversationTarget, EventPage, IngestOutcome, OutboundDraft, OutboxEntry, Page, StoreCounts,
+    StoredToken, WriteFailure, WriteProblem,
 };
 
 /// Registered name of the conversation actor.
@@ -190,6 +191,13 @@ pub enum ConversationMsg {
     Recovery(conversation::Recovery),
     /// Closing and reopening the store so that sled writes its snapshot (internal).
     Checkpoint(conversation::CheckpointStep),
+    /// Time to prune events older than `events.retention_days` (internal).
+    PruneEvents,
+    /// Up to `limit` events of the feed after `after`, from the store (for readers behind the
+    /// feed hub's tail).
+    ReadEvents { after: u64, limit: usize, reply: RpcReplyPort<ReadResult<EventPage>> },
+    /// Record a `channel.status` event.
+    ChannelStatus(ChannelStatusChange),
     /// List conversations.
     ListConversations {
         platform: Option<Platform>,

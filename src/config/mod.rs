@@ -48,6 +48,7 @@ pub struct Config {
     pub log: LogConfig,
     pub supervisor: SupervisorConfig,
     pub outbound: OutboundConfig,
+    pub events: EventsConfig,
     pub facebook: FacebookConfig,
     pub whatsapp: WhatsappConfig,
     pub viber: ViberConfig,
@@ -117,6 +118,14 @@ pub struct SupervisorConfig {
     /// First restart delay; doubles per consecutive failure of the same child.
     pub restart_backoff_ms: u64,
     pub max_restart_backoff_ms: u64,
+}
+
+/// `[events]`: the live feed's event log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events older than this many days are pruned (in the background).
+    pub retention_days: u32,
 }
 
 /// `[outbound]`: how channels send, for every platform.
@@ -387,6 +396,9 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
         "supervisor.max_restart_backoff_ms",
         "must be at least supervisor.restart_backoff_ms",
     );
+
+    require(config.events.retention_days >= 1, "events.retention_days", "must be a whole number of days, at least 1");
+    require(config.events.retention_days <= 36_500, "events.retention_days", "must be at most 36500 (100 years)");
 
     let out = &config.outbound;
     require(out.max_in_flight > 0, "outbound.max_in_flight", "must be above 0");

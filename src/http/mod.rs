@@ -31,6 +31,7 @@ pub use self::connections::{ConnectionCounters, ConnectionLimits, accept_loop, b
 use self::response::Body;
 use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, StoreStatus, channel_actor, conversation_actor};
 use crate::config::Config;
+use crate::feed::FeedHub;
 use crate::metrics::Metrics;
 use crate::model::Platform;
 
@@ -47,11 +48,13 @@ pub struct HttpState {
     /// A counter that names each delivery in the logs.
     deliveries: AtomicU64,
     started: Instant,
+    /// The live feed's in-memory tail (the conversation actor publishes to it).
+    pub feed: Arc<FeedHub>,
 }
 
 impl HttpState {
     /// State for a server running `config`.
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, feed: Arc<FeedHub>) -> Self {
         let permits = config.server.max_inflight_webhooks;
         HttpState {
             config: RwLock::new(config),
@@ -60,6 +63,7 @@ impl HttpState {
             webhook_permits: Arc::new(Semaphore::new(permits)),
             deliveries: AtomicU64::new(0),
             started: Instant::now(),
+            feed,
         }
     }
 

@@ -32,6 +32,8 @@ pub(super) enum TreeId {
     /// Records that no longer decoded and were replaced (a conversation rebuilt by ingest), kept
     /// byte for byte under their table's prefix and key (see `unreadable.rs`).
     Unreadable = 13,
+    /// The live feed's event log, by `seq` (see `feed.rs`); the newest `seq` is in `Counters`.
+    Feed = 14,
 }
 
 impl TreeId {
@@ -73,6 +75,7 @@ impl TreeId {
             TreeId::Quarantine => "quarantine",
             TreeId::Counters => "counters",
             TreeId::Unreadable => "unreadable",
+            TreeId::Feed => "feed",
         }
     }
 
@@ -113,6 +116,8 @@ impl<'t> Keyspace<'t> {
         self.tree.contains_key(self.id.key(key.as_ref()))
     }
 
+    /// A single write outside any batch: for tests that plant records.
+    #[cfg(test)]
     pub(super) fn insert(&self, key: impl AsRef<[u8]>, value: impl Into<IVec>) -> sled::Result<()> {
         self.tree.insert(self.id.key(key.as_ref()), value)?;
         Ok(())

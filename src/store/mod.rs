@@ -4,6 +4,7 @@
 //! Durability: every write is atomic at once but durable only after a flush. The conversation
 //! actor batches flushes (group commit) and answers a webhook only after the flush that covers it.
 
+mod feed;
 mod health;
 pub mod keys;
 mod keyspace;
@@ -15,6 +16,7 @@ use keyspace::{Keyspace, TreeId};
 use unreadable::{UnreadableRecords, printable_key};
 use writer::Writer;
 
+pub use feed::{ChannelStatusChange, EventPage};
 pub use health::{WriteFailure, WriteProblem, probe_write};
 pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
 
@@ -25,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::feed::EventType;
 use crate::model::{Conversation, Direction, EventKind, InboundEvent, Message, Platform, Status, Timestamp};
 
 /// The on-disk layout this code writes. Bump it with a migration when a key or record changes.
@@ -151,6 +154,8 @@ pub struct Store {
     written: Arc<AtomicU64>,
     /// Records found undecodable: logged once each, counted for `/metrics`.
     unreadable: Arc<UnreadableRecords>,
+    /// Feed events committed and not yet taken for publishing (see `feed.rs`).
+    committed_events: Arc<std::sync::Mutex<Vec<crate::feed::Event>>>,
 }
 
 impl Store {
@@ -189,6 +194,7 @@ impl Store {
             cache_bytes,
             written: Arc::new(AtomicU64::new(0)),
             unreadable: Arc::default(),
+            committed_events: Arc::default(),
         })
     }
 
@@ -605,6 +611,12 @@ fn ingest_one(
                 dispatched_at: None,
             };
             writer.insert_new(TreeId::Messages, id.as_bytes(), &message)?;
+            let kind = match direction {
+                Direction::Inbound => EventType::MessageReceived,
+                // An echo of a message sent from the platform's own app.
+                Direction::Outbound => EventType::MessageCreated,
+            };
+            writer.emit_message(kind, &message)?;
             writer.insert_raw(TreeId::Timeline, keys::timeline_key(&conv.id, event.occurred_at, &id), id.as_bytes());
             writer.insert_raw(TreeId::PlatformIds, index_key, id.as_bytes());
             if conv.last_message_at.is_none_or(|last| event.occurred_at >= last || last > horizon) {
@@ -719,6 +731,7 @@ fn save_conversation(
             Vec::new(),
         );
     }
+    writer.emit_conversation(before, after)?;
     match before {
         None => writer.insert_new(TreeId::Conversations, after.id.as_bytes(), after),
         Some(_) => writer.insert(TreeId::Conversations, after.id.as_bytes(), after),

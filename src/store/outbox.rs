@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::keyspace::TreeId;
 use super::writer::Writer;
 use super::{Store, StoreError, encode, keys};
+use crate::feed::EventType;
 use crate::model::{
     Attachment, ContentKind, Conversation, Direction, Message, MessageError, OutboundMessage, Platform, ReceiptKind,
     Status, Template, Timestamp,
@@ -168,8 +169,9 @@ impl Store {
             if conversation.updated_at > horizon { now } else { conversation.updated_at.max(now) };
         // Replying means the operator has read the thread.
         conversation.unread = 0;
-        super::save_conversation(&mut writer, before.as_ref(), &conversation)?;
         writer.insert_new(TreeId::Messages, message_id.as_bytes(), &message)?;
+        writer.emit_message(EventType::MessageCreated, &message)?;
+        super::save_conversation(&mut writer, before.as_ref(), &conversation)?;
         writer.insert_raw(
             TreeId::Timeline,
             keys::timeline_key(&conversation_id, now, &message_id),
@@ -197,7 +199,17 @@ impl Store {
 
     /// Marks a message as being sent (queued → sending).
     pub fn mark_sending(&self, message_id: &str) -> Result<Option<StatusChange>, StoreError> {
-        self.update_message(message_id, |m| advance(m, Status::Sending, None))
+        let mut writer = Writer::new(self);
+        let Some(mut message) = writer.get::<Message>(TreeId::Messages, message_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let changed = advance(&mut message, Status::Sending, None);
+        if changed {
+            writer.insert(TreeId::Messages, message_id.as_bytes(), &message)?;
+            writer.emit_message(EventType::MessageStatus, &message)?;
+            writer.commit()?;
+        }
+        Ok(Some(StatusChange { message, changed }))
     }
 
     /// Records a successful send: the platform's id, `sent` (unless a receipt already moved it on),
@@ -224,18 +236,25 @@ impl Store {
         let known_id = !platform_message_id.is_empty();
         message.platform_message_id = known_id.then(|| platform_message_id.to_owned());
         message.dispatched_at = Some(dispatched_at);
-        advance(&mut message, Status::Sent, None);
+        // Each step forward is an event of its own, with the message as it was at that step.
+        let step = |writer: &mut Writer<'_>, message: &mut Message, status: Status, error| {
+            if advance(message, status, error) {
+                writer.emit_message(EventType::MessageStatus, message)?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        step(&mut writer, &mut message, Status::Sent, None)?;
         if let Some(receipts) = writer.get_or_set_aside::<Vec<PendingReceipt>>(TreeId::PendingReceipts, &index_key)? {
             writer.remove(TreeId::PendingReceipts, index_key.clone());
             for receipt in receipts {
-                advance(&mut message, receipt.kind.status(), receipt.error);
+                step(&mut writer, &mut message, receipt.kind.status(), receipt.error)?;
             }
         }
         if watermarks.delivered.is_some_and(|w| dispatched_at <= w) {
-            advance(&mut message, Status::Delivered, None);
+            step(&mut writer, &mut message, Status::Delivered, None)?;
         }
         if watermarks.read.is_some_and(|w| dispatched_at <= w) {
-            advance(&mut message, Status::Read, None);
+            step(&mut writer, &mut message, Status::Read, None)?;
         }
         writer.insert(TreeId::Messages, message.id.as_bytes(), &message)?;
         if known_id {
@@ -256,6 +275,9 @@ impl Store {
         };
         let changed = advance(&mut message, Status::Failed, Some(error));
         writer.insert(TreeId::Messages, message.id.as_bytes(), &message)?;
+        if changed {
+            writer.emit_message(EventType::MessageStatus, &message)?;
+        }
         writer.commit()?;
         Ok(Some(StatusChange { message, changed }))
     }
@@ -271,21 +293,6 @@ impl Store {
         self.tokens.insert(platform.as_str(), encode(token)?)?;
         self.note_written(1);
         Ok(())
-    }
-
-    fn update_message(
-        &self,
-        id: &str,
-        change: impl Fn(&mut Message) -> bool,
-    ) -> Result<Option<StatusChange>, StoreError> {
-        let Some(bytes) = self.table(TreeId::Messages).get(id)? else { return Ok(None) };
-        let mut message: Message = self.decode_record(TreeId::Messages.name(), id.as_bytes(), &bytes)?;
-        let changed = change(&mut message);
-        if changed {
-            self.table(TreeId::Messages).insert(id, encode(&message)?)?;
-            self.note_written(1);
-        }
-        Ok(Some(StatusChange { message, changed }))
     }
 
     /// A conversation's watermarks; none when its record does not decode (reported).
@@ -408,6 +415,7 @@ fn update(writer: &mut Writer<'_>, id: &[u8], change: impl FnOnce(&mut Message) 
         && change(&mut message)
     {
         writer.insert(TreeId::Messages, id.to_vec(), &message)?;
+        writer.emit_message(EventType::MessageStatus, &message)?;
     }
     Ok(())
 }

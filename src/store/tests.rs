@@ -216,8 +216,8 @@ fn a_schema_1_store_with_one_tree_per_table_is_migrated_on_open() {
         let db = sled::open(&path).unwrap();
         for entry in source.data.iter() {
             let (key, value) = entry.unwrap();
-            if key[0] == TreeId::Counters.prefix() {
-                continue; // schema 1 kept no counters
+            if key[0] == TreeId::Counters.prefix() || key[0] == TreeId::Feed.prefix() {
+                continue; // schema 1 kept no counters and no feed
             }
             let (_, name) = TreeId::ALL.iter().find(|(id, _)| id.prefix() == key[0]).unwrap();
             db.open_tree(name).unwrap().insert(&key[1..], value).unwrap();
@@ -580,4 +580,5 @@ mod outbound {
     }
 }
 
+mod feed_events;
 mod unreadable_records;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::feed::PendingEvents;
 use super::keyspace::{Keyspace, TreeId};
 use super::{Store, StoreError, encode};
 
@@ -24,11 +25,26 @@ pub(super) struct Writer<'s> {
     writes: HashMap<TreeId, TreeWrites>,
     /// Records this batch adds to each counted table (`TreeId::COUNTED` order).
     new_records: [u64; TreeId::COUNTED.len()],
+    /// Feed events of this batch, numbered (see `feed.rs`).
+    events: PendingEvents,
 }
 
 impl<'s> Writer<'s> {
     pub(super) fn new(store: &'s Store) -> Self {
-        Writer { store, writes: HashMap::new(), new_records: [0; TreeId::COUNTED.len()] }
+        Writer {
+            store,
+            writes: HashMap::new(),
+            new_records: [0; TreeId::COUNTED.len()],
+            events: PendingEvents::default(),
+        }
+    }
+
+    pub(super) fn store(&self) -> &'s Store {
+        self.store
+    }
+
+    pub(super) fn pending_events(&mut self) -> &mut PendingEvents {
+        &mut self.events
     }
 
     fn tree(&self, id: TreeId) -> Keyspace<'s> {
@@ -121,11 +137,12 @@ impl<'s> Writer<'s> {
     /// Applies every write atomically, in one batch on the shared tree, with the counters of the
     /// records it adds.
     pub(super) fn commit(self) -> Result<(), StoreError> {
-        if self.writes.is_empty() {
+        if self.writes.is_empty() && self.events.is_empty() {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        let records: usize = self.writes.values().map(|w| w.len()).sum();
+        let mut records: usize = self.writes.values().map(|w| w.len()).sum();
+        records += self.events.write_into(&mut batch)?;
         for (table, added) in TreeId::COUNTED.iter().zip(self.new_records) {
             if added > 0 {
                 let key = table.counter_key();
@@ -144,6 +161,10 @@ impl<'s> Writer<'s> {
         }
         self.store.data.apply_batch(batch)?;
         self.store.note_written(records);
+        if !self.events.is_empty() {
+            let mut committed = self.store.committed_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            committed.extend(self.events.into_events());
+        }
         Ok(())
     }
 }

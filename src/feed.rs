@@ -1,0 +1,321 @@
+//! The live feed: every change an operator or a program could react to is an [`Event`] with a
+//! sequence number `seq`, assigned by the store in the same atomic write as the change (see
+//! `store::feed`), gap-free and strictly increasing.
+//!
+//! This module holds the event's shape (pure) and the [`FeedHub`]: the in-memory tail of the feed
+//! that readers (server-sent event clients, long polls, outgoing webhook workers) follow. The
+//! conversation actor publishes events to the hub only after the flush that made them durable, so
+//! a reader never sees an event that a crash could take back (and whose `seq` would then be given
+//! to another change). The hub keeps the newest events up to a bound; a reader further behind reads
+//! the store (through the conversation actor) until it reaches the hub's tail. Publishing never
+//! waits for a reader: readers are woken through a `watch` of the newest durable `seq` and take
+//! what they need when they run.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::model::{Platform, Timestamp};
+
+/// The types of event (CONTRACT.md, "The live feed").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    /// An inbound message was stored (a redelivery is not a new event).
+    #[serde(rename = "message.received")]
+    MessageReceived,
+    /// An outbound message was stored: queued through the API, or an echo from the platform's app.
+    #[serde(rename = "message.created")]
+    MessageCreated,
+    /// An outbound message's status moved forward.
+    #[serde(rename = "message.status")]
+    MessageStatus,
+    /// A conversation was created, or its name, unread count or last message changed.
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated,
+    /// A channel became ready or not ready, or its token nears expiry.
+    #[serde(rename = "channel.status")]
+    ChannelStatus,
+}
+
+impl EventType {
+    /// Every type, in a fixed order.
+    pub const ALL: [EventType; 5] = [
+        EventType::MessageReceived,
+        EventType::MessageCreated,
+        EventType::MessageStatus,
+        EventType::ConversationUpdated,
+        EventType::ChannelStatus,
+    ];
+
+    /// The name in JSON, in `types=` filters and in config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageReceived => "message.received",
+            EventType::MessageCreated => "message.created",
+            EventType::MessageStatus => "message.status",
+            EventType::ConversationUpdated => "conversation.updated",
+            EventType::ChannelStatus => "channel.status",
+        }
+    }
+
+    /// The type named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event of the feed, as the API shows it and as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When the change was stored.
+    pub at: Timestamp,
+    pub platform: Platform,
+    pub conversation_id: Option<String>,
+    /// `{"message": Message}`, `{"conversation": Conversation}` or `{"channel": {...}}`.
+    pub data: serde_json::Value,
+}
+
+/// An event made durable, with its JSON rendered once for every reader.
+#[derive(Debug)]
+pub struct Published {
+    pub event: Event,
+    /// `serde_json::to_string(&event)`.
+    pub json: String,
+}
+
+impl Published {
+    pub fn new(event: Event) -> Published {
+        // An `Event` is plain data (strings, numbers, a JSON value): it always serializes.
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        Published { event, json }
+    }
+}
+
+/// The `types=`, `platform=` and `conversation=` filters of a reader; empty matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Empty: every type.
+    pub types: Vec<EventType>,
+    /// Empty: every platform.
+    pub platforms: Vec<Platform>,
+    pub conversation: Option<String>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, event: &Event) -> bool {
+        (self.types.is_empty() || self.types.contains(&event.kind))
+            && (self.platforms.is_empty() || self.platforms.contains(&event.platform))
+            && self.conversation.as_ref().is_none_or(|c| event.conversation_id.as_deref() == Some(c.as_str()))
+    }
+}
+
+/// What the hub answers a reader at `after`.
+#[derive(Debug)]
+pub enum Tail {
+    /// The events after `after` that the hub holds (in order, at most the limit asked for; empty
+    /// when the reader is at the newest durable event, or beyond it).
+    Events(Vec<Arc<Published>>),
+    /// Events after `after` are older than what the hub holds: read them from the store, up to
+    /// `oldest - 1`, then ask again.
+    Behind { oldest: u64 },
+}
+
+/// The in-memory tail of the feed (see the module documentation).
+pub struct FeedHub {
+    inner: RwLock<Ring>,
+    newest: watch::Sender<u64>,
+    capacity: usize,
+}
+
+struct Ring {
+    /// Contiguous events, oldest first; the last one has `seq == newest`.
+    events: VecDeque<Arc<Published>>,
+    /// The newest durable `seq` (0 before the first event).
+    newest: u64,
+}
+
+impl FeedHub {
+    /// A hub that keeps the newest `capacity` events (at least one).
+    pub fn new(capacity: usize) -> Arc<FeedHub> {
+        let (newest, _) = watch::channel(0);
+        Arc::new(FeedHub {
+            inner: RwLock::new(Ring { events: VecDeque::new(), newest: 0 }),
+            newest,
+            capacity: capacity.max(1),
+        })
+    }
+
+    /// The store was opened (at start, or again after an outage or a checkpoint) and its newest
+    /// event is `newest`. When that is not where the hub is, the hub forgets what it holds and
+    /// starts there: readers then read what they miss from the store.
+    pub fn opened_at(&self, newest: u64) {
+        let mut ring = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if ring.newest != newest {
+            ring.events.clear();
+            ring.newest = newest;
+            drop(ring);
+            self.newest.send_replace(newest);
+        }
+    }
+
+    /// Adds events made durable. They must follow the newest without a gap; anything else
+    /// (which only a bug could produce) makes the hub start again at the last one given, so that
+    /// readers fetch the missing range from the store rather than skip it.
+    pub fn publish(&self, events: Vec<Event>) {
+        let Some(last) = events.last().map(|e| e.seq) else { return };
+        let mut ring = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        for event in events {
+            if event.seq == ring.newest + 1 {
+                ring.newest = event.seq;
+                ring.events.push_back(Arc::new(Published::new(event)));
+            } else if event.seq > ring.newest + 1 {
+                tracing::error!(
+                    message = "Feed events published out of order; readers will read the gap from the store.",
+                    expected = ring.newest + 1,
+                    got = event.seq
+                );
+                ring.events.clear();
+                ring.newest = event.seq;
+                ring.events.push_back(Arc::new(Published::new(event)));
+            }
+        }
+        while ring.events.len() > self.capacity {
+            ring.events.pop_front();
+        }
+        let newest = ring.newest.max(last);
+        drop(ring);
+        self.newest.send_replace(newest);
+    }
+
+    /// The newest durable `seq` (0 before any event).
+    pub fn newest(&self) -> u64 {
+        *self.newest.borrow()
+    }
+
+    /// A receiver that changes whenever events are published (or the hub starts again).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
+    /// The events after `after`, at most `limit` of them (see [`Tail`]).
+    pub fn after(&self, after: u64, limit: usize) -> Tail {
+        let ring = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        if after >= ring.newest {
+            return Tail::Events(Vec::new());
+        }
+        let oldest = ring.newest + 1 - ring.events.len() as u64;
+        if after + 1 < oldest {
+            return Tail::Behind { oldest };
+        }
+        let skip = (after + 1 - oldest) as usize;
+        Tail::Events(ring.events.iter().skip(skip).take(limit).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            seq,
+            kind: EventType::MessageReceived,
+            at: Timestamp::from_millis(1_700_000_000_000 + seq as i64),
+            platform: Platform::Whatsapp,
+            conversation_id: Some(format!("c{}", seq % 3)),
+            data: serde_json::json!({"n": seq}),
+        }
+    }
+
+    fn seqs(tail: Tail) -> Vec<u64> {
+        match tail {
+            Tail::Events(events) => events.iter().map(|p| p.event.seq).collect(),
+            Tail::Behind { oldest } => panic!("behind, oldest {oldest}"),
+        }
+    }
+
+    #[test]
+    fn a_reader_gets_what_follows_its_seq_in_order_up_to_its_limit() {
+        let hub = FeedHub::new(100);
+        hub.opened_at(10);
+        hub.publish((11..=20).map(event).collect());
+        assert_eq!(hub.newest(), 20);
+        assert_eq!(seqs(hub.after(10, 100)), (11..=20).collect::<Vec<_>>());
+        assert_eq!(seqs(hub.after(14, 3)), vec![15, 16, 17]);
+        assert_eq!(seqs(hub.after(20, 10)), Vec::<u64>::new());
+        assert_eq!(seqs(hub.after(99, 10)), Vec::<u64>::new(), "ahead of the feed: nothing yet, not an error");
+    }
+
+    #[test]
+    fn a_reader_older_than_the_ring_is_sent_to_the_store() {
+        let hub = FeedHub::new(5);
+        hub.publish((1..=12).map(event).collect());
+        match hub.after(3, 10) {
+            Tail::Behind { oldest } => assert_eq!(oldest, 8),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seqs(hub.after(7, 10)), vec![8, 9, 10, 11, 12], "exactly at the edge is still served");
+    }
+
+    #[test]
+    fn a_gap_restarts_the_ring_so_that_readers_fetch_the_gap_from_the_store() {
+        let hub = FeedHub::new(10);
+        hub.publish((1..=3).map(event).collect());
+        hub.publish(vec![event(7)]);
+        assert_eq!(hub.newest(), 7);
+        assert!(matches!(hub.after(3, 10), Tail::Behind { oldest: 7 }));
+        // Duplicates (already published) are ignored.
+        hub.publish(vec![event(7), event(8)]);
+        assert_eq!(seqs(hub.after(6, 10)), vec![7, 8]);
+    }
+
+    #[test]
+    fn reopening_elsewhere_clears_the_ring_and_wakes_readers() {
+        let hub = FeedHub::new(10);
+        hub.publish((1..=3).map(event).collect());
+        let mut woken = hub.subscribe();
+        woken.mark_unchanged();
+        hub.opened_at(3);
+        assert!(!woken.has_changed().unwrap(), "same place: nothing changes");
+        hub.opened_at(5);
+        assert!(woken.has_changed().unwrap());
+        assert!(matches!(hub.after(3, 10), Tail::Behind { oldest: 6 }));
+    }
+
+    #[test]
+    fn filters_match_type_platform_and_conversation() {
+        let e = event(4);
+        assert!(EventFilter::default().matches(&e));
+        let by_type = EventFilter { types: vec![EventType::MessageStatus], ..Default::default() };
+        assert!(!by_type.matches(&e));
+        let by_platform = EventFilter { platforms: vec![Platform::Whatsapp], ..Default::default() };
+        assert!(by_platform.matches(&e));
+        let by_conversation = EventFilter { conversation: Some("c1".into()), ..Default::default() };
+        assert!(by_conversation.matches(&e));
+        let other_conversation = EventFilter { conversation: Some("c2".into()), ..Default::default() };
+        assert!(!other_conversation.matches(&e));
+    }
+
+    #[test]
+    fn events_serialize_with_the_contract_field_names() {
+        let json: serde_json::Value = serde_json::from_str(&Published::new(event(42)).json).unwrap();
+        assert_eq!(json["seq"], 42);
+        assert_eq!(json["type"], "message.received");
+        assert_eq!(json["platform"], "whatsapp");
+        assert_eq!(json["conversation_id"], "c0");
+        assert!(json["at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(EventType::parse("channel.status"), Some(EventType::ChannelStatus));
+        assert_eq!(EventType::parse("feed.reset"), None);
+    }
+}

@@ -1,0 +1,127 @@
+//! The event log: one event per change, numbered without gaps, in the change's own write.
+
+use super::*;
+use crate::feed::EventType;
+use crate::store::tests::outbound::{draft, target};
+
+fn types(events: &[crate::feed::Event]) -> Vec<EventType> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+fn all_events(store: &Store) -> Vec<crate::feed::Event> {
+    store.events_after(0, 10_000).unwrap().events
+}
+
+#[test]
+fn an_inbound_message_is_one_received_event_and_one_conversation_event_and_a_redelivery_none() {
+    let (_dir, store) = temp_store();
+    store.ingest(&[text_event("user-1", "m_1", 1_000, "hello")], Timestamp::from_millis(5_000)).unwrap();
+    let events = all_events(&store);
+    assert_eq!(types(&events), [EventType::MessageReceived, EventType::ConversationUpdated]);
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(events[0].data["message"]["text"], "hello");
+    assert_eq!(events[0].data["message"]["status"], "received");
+    assert_eq!(events[1].data["conversation"]["unread"], 1);
+    assert_eq!(events[0].conversation_id, events[1].conversation_id);
+    assert_eq!(events[0].platform, Platform::Facebook);
+
+    // The same webhook again: stored once, no event.
+    store.ingest(&[text_event("user-1", "m_1", 1_000, "hello")], Timestamp::from_millis(6_000)).unwrap();
+    assert_eq!(all_events(&store).len(), 2);
+    assert_eq!(store.newest_event_seq().unwrap(), 2);
+
+    // A second message: its own two events, numbered on.
+    store.ingest(&[text_event("user-1", "m_2", 2_000, "again")], Timestamp::from_millis(7_000)).unwrap();
+    let events = all_events(&store);
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(events[3].data["conversation"]["unread"], 2);
+}
+
+#[test]
+fn a_group_of_webhooks_numbers_its_events_in_order_and_reports_them_once_committed() {
+    let (_dir, store) = temp_store();
+    let a = [text_event("user-1", "m_1", 1_000, "one")];
+    let b = [text_event("user-2", "m_2", 1_001, "two")];
+    store.ingest_group(&[&a, &b], Timestamp::from_millis(5_000)).unwrap();
+    let committed = store.take_committed_events();
+    assert_eq!(committed.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(committed, all_events(&store));
+    assert!(store.take_committed_events().is_empty(), "taken once");
+}
+
+#[test]
+fn a_reply_and_each_of_its_status_steps_are_events() {
+    let (_dir, store) = temp_store();
+    let (message, entry) =
+        store.enqueue(&target(), &draft("on its way"), Timestamp::from_millis(10_000), 60_000).unwrap();
+    store.mark_sending(&message.id).unwrap();
+    store.mark_sending(&message.id).unwrap(); // no step: no event
+    store.mark_sent(&entry, "wamid.1", Timestamp::from_millis(10_500)).unwrap();
+    let events = all_events(&store);
+    assert_eq!(
+        types(&events),
+        [EventType::MessageCreated, EventType::ConversationUpdated, EventType::MessageStatus, EventType::MessageStatus]
+    );
+    assert_eq!(events[0].data["message"]["status"], "queued");
+    assert_eq!(events[2].data["message"]["status"], "sending");
+    assert_eq!(events[3].data["message"]["status"], "sent");
+    assert_eq!(events[3].data["message"]["platform_message_id"], "wamid.1");
+}
+
+#[test]
+fn the_log_survives_reopening_and_numbering_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = Store::open(&path, 8 << 20).unwrap();
+        store.ingest(&[text_event("user-1", "m_1", 1_000, "hello")], Timestamp::from_millis(5_000)).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let store = reopen(&path).unwrap();
+    assert_eq!(store.newest_event_seq().unwrap(), 2);
+    store.ingest(&[text_event("user-1", "m_2", 2_000, "more")], Timestamp::from_millis(6_000)).unwrap();
+    assert_eq!(all_events(&store).iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn pruning_removes_only_the_oldest_and_never_the_newest() {
+    let (_dir, store) = temp_store();
+    for i in 0..5 {
+        store
+            .ingest(&[text_event("user-1", &format!("m_{i}"), 1_000 + i, "x")], Timestamp::from_millis(5_000))
+            .unwrap();
+    }
+    assert_eq!(store.newest_event_seq().unwrap(), 10);
+    // Everything is older than "now + 1 day"; at most 3 per batch.
+    let later = Timestamp::from_millis(Timestamp::now().as_millis() + 86_400_000);
+    assert_eq!(store.prune_events(later, 3).unwrap(), 3);
+    assert_eq!(store.oldest_event_seq().unwrap(), Some(4));
+    assert_eq!(store.prune_events(later, 100).unwrap(), 6, "all but the newest");
+    assert_eq!(store.oldest_event_seq().unwrap(), Some(10));
+    assert_eq!(store.newest_event_seq().unwrap(), 10);
+    // Nothing is older than an hour ago.
+    let earlier = Timestamp::from_millis(Timestamp::now().as_millis() - 3_600_000);
+    store.ingest(&[text_event("user-1", "m_9", 2_000, "x")], Timestamp::from_millis(5_000)).unwrap();
+    assert_eq!(store.prune_events(earlier, 100).unwrap(), 0);
+    let page = store.events_after(0, 100).unwrap();
+    assert_eq!(page.oldest, Some(10));
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 11, 12]);
+}
+
+#[test]
+fn a_channel_status_is_an_event_without_a_conversation() {
+    let (_dir, store) = temp_store();
+    store
+        .record_channel_status(&ChannelStatusChange {
+            platform: Platform::Viber,
+            ready: false,
+            reason: Some("token rejected".into()),
+            token_expires_in_secs: None,
+        })
+        .unwrap();
+    let events = all_events(&store);
+    assert_eq!(types(&events), [EventType::ChannelStatus]);
+    assert_eq!(events[0].conversation_id, None);
+    assert_eq!(events[0].data["channel"]["platform"], "viber");
+    assert_eq!(events[0].data["channel"]["ready"], false);
+}
