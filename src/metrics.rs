@@ -105,6 +105,7 @@ pub struct Metrics {
     store_checkpoint_seconds: Histogram,
     store_records_since_checkpoint: Gauge,
     store_unreadable_records: Counter,
+    feed_clients: Gauge,
 }
 
 impl Metrics {
@@ -155,6 +156,12 @@ impl Metrics {
             "Stored records found undecodable since start (each logged once with its key; listings skip them)",
             store_unreadable_records.clone(),
         );
+        let feed_clients = Gauge::default();
+        registry.register(
+            "parley_feed_clients",
+            "Server-sent event streams of GET /api/events open now",
+            feed_clients.clone(),
+        );
         let metrics = Metrics {
             registry,
             webhooks,
@@ -166,6 +173,7 @@ impl Metrics {
             store_checkpoint_seconds,
             store_records_since_checkpoint,
             store_unreadable_records,
+            feed_clients,
         };
         // Every series that alerting rules name exists from the start, at zero.
         for platform in Platform::ALL {
@@ -184,6 +192,11 @@ impl Metrics {
             }
         }
         metrics
+    }
+
+    /// A live feed stream opened (`1`) or closed (`-1`).
+    pub fn feed_client(&self, delta: i64) {
+        self.feed_clients.inc_by(delta);
     }
 
     /// Counts one webhook POST by how it ended.

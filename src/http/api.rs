@@ -62,6 +62,10 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
             },
             _ => response::method_not_allowed("POST"),
         },
+        ["events"] => match method {
+            Method::GET => super::events::serve(state, request).await,
+            _ => response::method_not_allowed("GET"),
+        },
         ["messages", id] => match method {
             Method::GET => get_one(id, "message", |id, reply| ConversationMsg::GetMessage { id, reply }).await,
             _ => response::method_not_allowed("GET"),
@@ -204,7 +208,7 @@ pub(super) async fn read<T: Send + 'static>(
 
 /// A record that does not decode is 409 (it exists, but this build cannot show it; asking again
 /// will not help); a store that cannot be read is 503 (it may recover).
-fn read_error(e: &ReadError) -> Response<Body> {
+pub(super) fn read_error(e: &ReadError) -> Response<Body> {
     match e {
         ReadError::Unreadable(what) => response::error(
             StatusCode::CONFLICT,

@@ -7,6 +7,7 @@
 mod api;
 mod body;
 pub mod connections;
+mod events;
 pub mod metrics;
 mod response;
 mod send;
@@ -50,6 +51,9 @@ pub struct HttpState {
     started: Instant,
     /// The live feed's in-memory tail (the conversation actor publishes to it).
     pub feed: Arc<FeedHub>,
+    /// Set when the server stops accepting: live feed streams end, so that shutdown does not wait
+    /// for them.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl HttpState {
@@ -64,7 +68,13 @@ impl HttpState {
             deliveries: AtomicU64::new(0),
             started: Instant::now(),
             feed,
+            stopping: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// A receiver that turns true when the server starts shutting down.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// The configuration in force now: a request that holds it sees one consistent version.
@@ -96,6 +106,11 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
     };
     let grace = Duration::from_secs(server.shutdown_grace_secs);
     let counters = state.connections.clone();
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
     accept_loop(listener, limits, counters, grace, shutdown, move |io, requests| {
         let state = state.clone();
         let service = hyper::service::service_fn(move |request| {

@@ -2,13 +2,14 @@
 //! few functions, so every error body has the one contract shape `{"error": {"code", "message"}}`.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-/// The body type of every answer.
-pub type Body = Full<Bytes>;
+/// The body type of every answer: whole (`Full`) for all but the live feed's streams.
+pub type Body = BoxBody<Bytes, std::convert::Infallible>;
 
 /// A JSON answer.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
@@ -65,7 +66,7 @@ pub fn text(status: StatusCode, body: String) -> Response<Body> {
 
 /// An answer with an explicit content type.
 pub fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
@@ -73,5 +74,5 @@ pub fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
 
 /// 200 with no body.
 pub fn empty_ok() -> Response<Body> {
-    Response::new(Full::new(Bytes::new()))
+    Response::new(Full::new(Bytes::new()).boxed())
 }
