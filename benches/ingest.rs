@@ -7,7 +7,7 @@
 //! ```text
 //! cargo bench --bench ingest -- [--concurrency N] [--duration SECS] [--warmup SECS]
 //!                                [--rate R] [--connections N] [--only parley|bare]
-//!                                [--mode closed|open|both]
+//!                                [--mode closed|open|both] [--binary PATH]
 //! ```
 //!
 //! Without options: closed loop at c=64 against parley and against the bare server, then open
@@ -64,7 +64,7 @@ fn main() {
 }
 
 const USAGE: &str = "usage: cargo bench --bench ingest -- [--concurrency N] [--duration SECS] [--warmup SECS] \
-[--rate R] [--connections N] [--only parley|bare] [--mode closed|open|both]";
+[--rate R] [--connections N] [--only parley|bare] [--mode closed|open|both] [--binary PATH]";
 
 /// Which server a phase measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +94,8 @@ struct Options {
     only: Option<Target>,
     closed: bool,
     open: bool,
+    /// The daemon to run: the release build, or another (an older one) with `--binary`.
+    binary: std::path::PathBuf,
 }
 
 impl Options {
@@ -105,6 +107,7 @@ impl Options {
             warmup: Duration::from_secs(2),
             rate: 2000,
             connections: 64,
+            binary: Daemon::release_binary(),
             only: None,
             closed: true,
             open: true,
@@ -116,6 +119,7 @@ impl Options {
                 "--warmup" => options.warmup = Duration::from_secs(number(&flag, &value)? as u64),
                 "--rate" => options.rate = positive(&flag, &value)? as u64,
                 "--connections" => options.connections = positive(&flag, &value)?,
+                "--binary" => options.binary = std::path::PathBuf::from(value),
                 "--only" => {
                     options.only = Some(match value.as_str() {
                         "parley" => Target::Parley,
@@ -156,7 +160,7 @@ async fn run(options: Options) {
         "  load generator: 1 tokio thread in this process; bodies are built and signed before the timed window; \
          warm-up {warmup_secs} s, measured {secs} s"
     );
-    let daemon = options.runs(Target::Parley).then(|| Daemon::start(&Daemon::release_binary(), bench_config));
+    let daemon = options.runs(Target::Parley).then(|| Daemon::start(&options.binary, bench_config));
     let bare = options.runs(Target::Bare).then(start_bare_server);
     if let Some(daemon) = &daemon {
         println!("  parley: {} (release binary, its own process, tokio default workers + sled threads)", daemon.addr);
