@@ -95,8 +95,16 @@ pub struct Published {
 }
 
 impl Published {
+    /// Renders `event`'s JSON. An `Event` is plain data (strings, numbers, a JSON value) and
+    /// always serializes; the error is kept for the store, which refuses to write what it could
+    /// not read back.
+    pub fn render(event: Event) -> Result<Published, serde_json::Error> {
+        let json = serde_json::to_string(&event)?;
+        Ok(Published { event, json })
+    }
+
+    /// Like [`Published::render`], for events read back from the store (they serialized once).
     pub fn new(event: Event) -> Published {
-        // An `Event` is plain data (strings, numbers, a JSON value): it always serializes.
         let json = serde_json::to_string(&event).unwrap_or_default();
         Published { event, json }
     }
@@ -172,22 +180,23 @@ impl FeedHub {
     /// Adds events made durable. They must follow the newest without a gap; anything else
     /// (which only a bug could produce) makes the hub start again at the last one given, so that
     /// readers fetch the missing range from the store rather than skip it.
-    pub fn publish(&self, events: Vec<Event>) {
-        let Some(last) = events.last().map(|e| e.seq) else { return };
+    pub fn publish(&self, events: Vec<Published>) {
+        let Some(last) = events.last().map(|p| p.event.seq) else { return };
         let mut ring = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        for event in events {
-            if event.seq == ring.newest + 1 {
-                ring.newest = event.seq;
-                ring.events.push_back(Arc::new(Published::new(event)));
-            } else if event.seq > ring.newest + 1 {
+        for published in events {
+            let seq = published.event.seq;
+            if seq == ring.newest + 1 {
+                ring.newest = seq;
+                ring.events.push_back(Arc::new(published));
+            } else if seq > ring.newest + 1 {
                 tracing::error!(
                     message = "Feed events published out of order; readers will read the gap from the store.",
                     expected = ring.newest + 1,
-                    got = event.seq
+                    got = seq
                 );
                 ring.events.clear();
-                ring.newest = event.seq;
-                ring.events.push_back(Arc::new(Published::new(event)));
+                ring.newest = seq;
+                ring.events.push_back(Arc::new(published));
             }
         }
         while ring.events.len() > self.capacity {
@@ -238,6 +247,10 @@ mod tests {
         }
     }
 
+    fn published(seq: u64) -> Published {
+        Published::new(event(seq))
+    }
+
     fn seqs(tail: Tail) -> Vec<u64> {
         match tail {
             Tail::Events(events) => events.iter().map(|p| p.event.seq).collect(),
@@ -249,7 +262,7 @@ mod tests {
     fn a_reader_gets_what_follows_its_seq_in_order_up_to_its_limit() {
         let hub = FeedHub::new(100);
         hub.opened_at(10);
-        hub.publish((11..=20).map(event).collect());
+        hub.publish((11..=20).map(published).collect());
         assert_eq!(hub.newest(), 20);
         assert_eq!(seqs(hub.after(10, 100)), (11..=20).collect::<Vec<_>>());
         assert_eq!(seqs(hub.after(14, 3)), vec![15, 16, 17]);
@@ -260,7 +273,7 @@ mod tests {
     #[test]
     fn a_reader_older_than_the_ring_is_sent_to_the_store() {
         let hub = FeedHub::new(5);
-        hub.publish((1..=12).map(event).collect());
+        hub.publish((1..=12).map(published).collect());
         match hub.after(3, 10) {
             Tail::Behind { oldest } => assert_eq!(oldest, 8),
             other => panic!("{other:?}"),
@@ -271,19 +284,19 @@ mod tests {
     #[test]
     fn a_gap_restarts_the_ring_so_that_readers_fetch_the_gap_from_the_store() {
         let hub = FeedHub::new(10);
-        hub.publish((1..=3).map(event).collect());
-        hub.publish(vec![event(7)]);
+        hub.publish((1..=3).map(published).collect());
+        hub.publish(vec![published(7)]);
         assert_eq!(hub.newest(), 7);
         assert!(matches!(hub.after(3, 10), Tail::Behind { oldest: 7 }));
         // Duplicates (already published) are ignored.
-        hub.publish(vec![event(7), event(8)]);
+        hub.publish(vec![published(7), published(8)]);
         assert_eq!(seqs(hub.after(6, 10)), vec![7, 8]);
     }
 
     #[test]
     fn reopening_elsewhere_clears_the_ring_and_wakes_readers() {
         let hub = FeedHub::new(10);
-        hub.publish((1..=3).map(event).collect());
+        hub.publish((1..=3).map(published).collect());
         let mut woken = hub.subscribe();
         woken.mark_unchanged();
         hub.opened_at(3);

@@ -30,7 +30,7 @@ use super::{
     ChannelMsg, ConversationMsg, PersistError, ReadError, StoreAvailability, StoreStatus, WebhookOutcome, WebhookReply,
     channel_actor,
 };
-use crate::feed::{Event, FeedHub};
+use crate::feed::{FeedHub, Published};
 use crate::model::{InboundEvent, MessageError, Platform, Timestamp};
 use crate::store::{self, OutboxEntry, Store, StoreError, WriteFailure, WriteProblem};
 
@@ -261,7 +261,7 @@ pub struct ConversationState {
     policy: CheckpointPolicy,
     feed: Arc<FeedHub>,
     /// Events committed before the running flush started: published when it succeeds.
-    flushing_events: Vec<Event>,
+    flushing_events: Vec<Published>,
     retention: Duration,
 }
 

@@ -18,8 +18,8 @@ use serde_json::json;
 
 use super::keyspace::TreeId;
 use super::writer::Writer;
-use super::{Store, StoreError, encode};
-use crate::feed::{Event, EventType};
+use super::{Store, StoreError};
+use crate::feed::{Event, EventType, Published};
 use crate::model::{Conversation, Message, Platform, Timestamp};
 
 /// Where `Counters` keeps the newest `seq` (the feed table is not a counted one, so this key is free).
@@ -82,7 +82,7 @@ impl Store {
 
     /// Events committed since the last call, in order, for the caller to publish once a flush
     /// that started after this call has succeeded.
-    pub fn take_committed_events(&self) -> Vec<Event> {
+    pub fn take_committed_events(&self) -> Vec<Published> {
         std::mem::take(&mut *self.committed_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
@@ -128,7 +128,8 @@ fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
 /// Pending events of one write batch (held by the `Writer`).
 #[derive(Default)]
 pub(super) struct PendingEvents {
-    events: Vec<Event>,
+    /// Rendered once: the record's bytes are the JSON that readers are sent.
+    events: Vec<Published>,
 }
 
 impl PendingEvents {
@@ -139,14 +140,14 @@ impl PendingEvents {
     /// Writes the events and the newest `seq` into `batch`.
     pub(super) fn write_into(&self, batch: &mut sled::Batch) -> Result<usize, StoreError> {
         let Some(last) = self.events.last() else { return Ok(0) };
-        for event in &self.events {
-            batch.insert(TreeId::Feed.key(&event_key(event.seq)), encode(event)?);
+        for published in &self.events {
+            batch.insert(TreeId::Feed.key(&event_key(published.event.seq)), published.json.as_bytes());
         }
-        batch.insert(newest_seq_key(), &last.seq.to_be_bytes());
+        batch.insert(newest_seq_key(), &last.event.seq.to_be_bytes());
         Ok(self.events.len() + 1)
     }
 
-    pub(super) fn into_events(self) -> Vec<Event> {
+    pub(super) fn into_events(self) -> Vec<Published> {
         self.events
     }
 }
@@ -161,7 +162,7 @@ impl Writer<'_> {
         data: serde_json::Value,
     ) -> Result<(), StoreError> {
         let seq = match self.pending_events().events.last() {
-            Some(previous) => previous.seq + 1,
+            Some(previous) => previous.event.seq + 1,
             None => self.store().newest_event_seq()? + 1,
         };
         let event = Event {
@@ -172,7 +173,9 @@ impl Writer<'_> {
             conversation_id: conversation_id.map(str::to_owned),
             data,
         };
-        self.pending_events().events.push(event);
+        let published =
+            Published::render(event).map_err(|e| StoreError::Corrupt(format!("cannot encode a feed event: {e}")))?;
+        self.pending_events().events.push(published);
         Ok(())
     }
 

@@ -155,7 +155,7 @@ pub struct Store {
     /// Records found undecodable: logged once each, counted for `/metrics`.
     unreadable: Arc<UnreadableRecords>,
     /// Feed events committed and not yet taken for publishing (see `feed.rs`).
-    committed_events: Arc<std::sync::Mutex<Vec<crate::feed::Event>>>,
+    committed_events: Arc<std::sync::Mutex<Vec<crate::feed::Published>>>,
 }
 
 impl Store {

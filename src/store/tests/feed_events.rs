@@ -44,8 +44,13 @@ fn a_group_of_webhooks_numbers_its_events_in_order_and_reports_them_once_committ
     let b = [text_event("user-2", "m_2", 1_001, "two")];
     store.ingest_group(&[&a, &b], Timestamp::from_millis(5_000)).unwrap();
     let committed = store.take_committed_events();
-    assert_eq!(committed.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(committed, all_events(&store));
+    assert_eq!(committed.iter().map(|p| p.event.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let stored = all_events(&store);
+    assert_eq!(committed.iter().map(|p| p.event.clone()).collect::<Vec<_>>(), stored);
+    // The stored record is the JSON readers are sent.
+    for (published, event) in committed.iter().zip(&stored) {
+        assert_eq!(published.json, serde_json::to_string(event).unwrap());
+    }
     assert!(store.take_committed_events().is_empty(), "taken once");
 }
 
