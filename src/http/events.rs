@@ -161,7 +161,8 @@ async fn page(state: &HttpState, request: FeedRequest) -> Response<Body> {
     let hub = state.feed.clone();
     let mut woken = hub.subscribe();
     let deadline = tokio::time::Instant::now() + request.wait;
-    let mut after = request.after.unwrap_or(0);
+    // As for streams, a cursor beyond the newest event waits for what comes next.
+    let mut after = request.after.unwrap_or(0).min(hub.newest());
     let mut reset = None;
     loop {
         let mut events: Vec<Arc<Published>> = Vec::new();
@@ -253,7 +254,10 @@ fn stream(state: &HttpState, request: FeedRequest) -> Response<Body> {
     let (chunks, receiver) = mpsc::channel(STREAM_BUFFER);
     let hub = state.feed.clone();
     let stopping = state.stopping();
-    let start = request.after.unwrap_or_else(|| hub.newest());
+    // A cursor beyond the newest event (a client of a store that was replaced, say) is not an
+    // error: the stream sends what comes next.
+    let newest = hub.newest();
+    let start = request.after.map_or(newest, |after| after.min(newest));
     tokio::spawn(follow(hub, start, request.filter, chunks, stopping));
     let mut answer = Response::new(StreamBody { chunks: receiver }.boxed());
     let headers = answer.headers_mut();
