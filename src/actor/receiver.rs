@@ -468,6 +468,16 @@ async fn load(name: &str) -> Result<LoadedReceiver, ActorProcessingErr> {
     }
 }
 
+/// The first save of a new receiver; the inner `Err` when the store refused it.
+async fn save_first(name: &str, state: &ReceiverState) -> Result<Result<(), PersistError>, ActorProcessingErr> {
+    let actor = conversation_actor().ok_or("the conversation actor is not running")?;
+    let (name, save) = (name.to_owned(), Box::new(ReceiverSave { state: state.clone(), ..Default::default() }));
+    match actor.call(|reply| ConversationMsg::SaveReceiver { name, save, reply }, Some(STORE_CALL_TIMEOUT)).await? {
+        CallResult::Success(result) => Ok(result),
+        _ => Err("the conversation actor did not answer".into()),
+    }
+}
+
 async fn events_by_seq(seqs: Vec<u64>) -> Result<Vec<crate::feed::Event>, ActorProcessingErr> {
     let actor = conversation_actor().ok_or("the conversation actor is not running")?;
     match actor.call(|reply| ConversationMsg::ReadEventsBySeq { seqs, reply }, Some(STORE_CALL_TIMEOUT)).await? {
@@ -488,7 +498,21 @@ impl Actor for ReceiverActor {
     ) -> Result<ReceiverWorker, ActorProcessingErr> {
         let receiver = args.receiver;
         let loaded = load(&receiver.name).await?;
-        let saved = loaded.state.clone().unwrap_or(ReceiverState { enabled: true, ..Default::default() });
+        let mut first_save_pending = false;
+        let saved = match loaded.state.clone() {
+            Some(saved) => saved,
+            None => {
+                // A new receiver starts at the newest durable event (replay sends history), and
+                // says so durably before it takes anything: a crash then cannot move it on.
+                let saved = ReceiverState { cursor: args.feed.newest(), enabled: true, ..Default::default() };
+                if let Err(e) = save_first(&receiver.name, &saved).await? {
+                    // The store refuses writes (disk full): start anyway; the first save follows.
+                    tracing::warn!(message = "A new receiver's start could not be saved yet.", receiver = %receiver.name, error = %e);
+                    first_save_pending = true;
+                }
+                saved
+            }
+        };
         // Pending events from before the restart, with their attempts.
         let records: BTreeMap<u64, PendingRecord> = loaded.pending.iter().map(|r| (r.seq, *r)).collect();
         let events = events_by_seq(records.keys().copied().collect()).await?;
@@ -547,7 +571,7 @@ impl Actor for ReceiverActor {
             unfail_after: None,
             failed_count: loaded.failed_count,
             failed_recent: loaded.failed.into(),
-            dirty: false,
+            dirty: first_save_pending,
             saving: None,
             replies_in_flight: Vec::new(),
             replies_next: Vec::new(),
