@@ -81,8 +81,10 @@ pub struct ReceivedDelivery {
     pub body: String,
     /// The signature checked out with the receiver's secret and the timestamp header.
     pub verified: bool,
-    /// What the sandbox answered (0: the connection was dropped).
+    /// What the sandbox answers (0: the connection is dropped).
     pub answered: u16,
+    /// The answer is held back this long (a `slow` fault); 0: at once.
+    pub answer_delay_ms: u64,
 }
 
 /// Per receiver counts, never reset by the journal's bound.
@@ -167,6 +169,10 @@ impl Receivers {
         counts.bad_signature += u64::from(!verified);
         counts.faulted += u64::from(fault.is_some());
         let answered = if matches!(delivery, Delivery::Drop) { 0 } else { reply.status };
+        let answer_delay_ms = match delivery {
+            Delivery::AnswerAfter(delay) => u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            _ => 0,
+        };
         counts.accepted += u64::from((200..300).contains(&answered));
         self.last_seq += 1;
         if self.journal.len() == CAPACITY {
@@ -180,6 +186,7 @@ impl Receivers {
             body: String::from_utf8_lossy(&request.body).into_owned(),
             verified,
             answered,
+            answer_delay_ms,
         }));
         (reply, delivery)
     }
