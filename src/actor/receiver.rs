@@ -135,6 +135,8 @@ pub struct ReceiverWorker {
     queue: Queue,
     events: HashMap<u64, Arc<Published>>,
     in_flight: usize,
+    /// Events in flight when a replay asked for them again: sent once more after this attempt.
+    replay_in_flight: HashSet<u64>,
     /// Durable pending records whose attempts changed.
     changed: HashSet<u64>,
     /// Durable pending records to remove.
@@ -262,7 +264,20 @@ impl ReceiverWorker {
         let Some(pending) = self.queue.get_mut(&seq) else { return };
         pending.in_flight = false;
         let now = Self::now_ms();
+        // Failed or not, an event a replay asked for while it was in flight stays pending.
+        let asked_again = self.replay_in_flight.remove(&seq);
         match plan::classify(result.status, result.retry_after.as_deref()) {
+            Answer::Delivered if asked_again => {
+                // A replay asked for it while this attempt ran: it goes once more.
+                pending.attempts = 0;
+                pending.next_at_ms = now;
+                if pending.durable {
+                    self.changed.insert(seq);
+                }
+                self.saved.last_delivered_seq = self.saved.last_delivered_seq.max(seq);
+                self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                self.dirty = true;
+            }
             Answer::Delivered => {
                 let pending = self.queue.remove(&seq).expect("looked up above");
                 self.events.remove(&seq);
@@ -565,6 +580,7 @@ impl Actor for ReceiverActor {
             queue,
             events: held,
             in_flight: 0,
+            replay_in_flight: HashSet::new(),
             changed: HashSet::new(),
             removed,
             failed_new,
@@ -624,6 +640,10 @@ impl Actor for ReceiverActor {
                 if after < state.read_to {
                     state.read_to = after;
                 }
+                // Held events after `after` are not read twice; those in flight go once more.
+                let again =
+                    state.queue.range(after.saturating_add(1)..).filter(|(_, p)| p.in_flight).map(|(seq, _)| *seq);
+                state.replay_in_flight.extend(again.collect::<Vec<_>>());
                 state.unfail_after = Some(state.unfail_after.map_or(after, |a| a.min(after)));
                 state.dirty = true;
                 state.replies_next.push(reply);
