@@ -106,7 +106,11 @@ fn start_sandbox(config: &Path) -> Sandbox {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the sandbox logs its address");
+    let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the sandbox did not log `Sandbox listening.` within 30 s");
+    };
     Sandbox { addr, child }
 }
 
