@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
 use crate::actor::conversation::{ConversationArgs, FEED_HUB_EVENTS, StoreLocation};
+use crate::actor::receiver::ReceiverArgs;
 use crate::actor::supervisor::{Supervisor, SupervisorArgs};
 use crate::actor::{SUPERVISOR_ACTOR, SupervisorMsg};
 use crate::config::{self, Config, LoadedConfig};
@@ -84,10 +85,12 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
     let mut conversation = ConversationArgs::new(store, location);
     conversation.feed = feed.clone();
     conversation.retention = Duration::from_secs(u64::from(config.events.retention_days) * 86_400);
+    let receivers = receiver_args(&config, &feed);
     let args = SupervisorArgs {
         // The conversation actor owns the store from here on; nothing else keeps a handle.
         conversation,
         channels,
+        receivers,
         limits: config.supervisor.clone(),
         fatal: fatal_tx,
     };
@@ -346,6 +349,16 @@ pub fn channel_args(config: &Config, platform: Platform) -> ChannelArgs {
             token_source,
         },
     }
+}
+
+/// One delivery worker's arguments per `[[webhooks]]` receiver (validated by `config::load`).
+pub fn receiver_args(config: &Config, feed: &Arc<FeedHub>) -> Vec<ReceiverArgs> {
+    config
+        .webhooks
+        .iter()
+        .filter_map(crate::webhooks::receiver::Receiver::from_config)
+        .map(|receiver| ReceiverArgs { receiver, feed: feed.clone(), stats: Arc::default() })
+        .collect()
 }
 
 /// Channels drain into the store, the store flushes (the conversation actor's `post_stop`; sled

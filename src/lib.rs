@@ -23,3 +23,4 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod time;
+pub mod webhooks;

@@ -953,6 +953,33 @@ impl ConversationActor {
                     tracing::debug!(message = "A channel's status is not recorded while the store refuses writes.", platform = %change.platform)
                 }
             },
+            ConversationMsg::LoadReceiver { name, reply } => {
+                let _ = reply.send(state.readable().and_then(|s| s.receiver(&name).map_err(|e| read_failed(&e))));
+            }
+            ConversationMsg::SaveReceiver { name, save, reply } => {
+                let Some(store) = state.writable().cloned() else {
+                    let _ = reply.send(Err(state.refusal()));
+                    return;
+                };
+                match store.save_receiver(&name, &save) {
+                    Ok(()) => state.park(
+                        myself,
+                        Pending::Reply(Box::new(move |result| {
+                            let _ = reply.send(result);
+                        })),
+                    ),
+                    Err(e) => {
+                        tracing::error!(message = "Saving a webhook receiver's progress failed.", receiver = %name, error = %e);
+                        let _ = reply.send(Err(state.write_error(myself, &e)));
+                    }
+                }
+            }
+            ConversationMsg::ReadEventsBySeq { seqs, reply } => {
+                // Only what is durable (see `ReadEvents`).
+                let durable = state.feed.newest();
+                let seqs: Vec<u64> = seqs.into_iter().filter(|seq| *seq <= durable).collect();
+                let _ = reply.send(state.readable().and_then(|s| s.events_by_seq(&seqs).map_err(|e| read_failed(&e))));
+            }
             ConversationMsg::Ping(reply) => {
                 let _ = reply.send(());
             }

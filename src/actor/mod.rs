@@ -8,6 +8,7 @@
 pub mod channel;
 pub mod conversation;
 pub mod events;
+pub mod receiver;
 pub mod supervisor;
 
 use bytes::Bytes;
@@ -16,8 +17,8 @@ use ractor::{ActorRef, RpcReplyPort};
 use crate::model::{Conversation, Message, MessageError, Platform, Timestamp};
 use crate::platform::SendOutcome;
 use crate::store::{
-    ChannelStatusChange, ConversationTarget, EventPage, IngestOutcome, OutboundDraft, OutboxEntry, Page, StoreCounts,
-    StoredToken, WriteFailure, WriteProblem,
+    ChannelStatusChange, ConversationTarget, EventPage, IngestOutcome, LoadedReceiver, OutboundDraft, OutboxEntry,
+    Page, ReceiverSave, StoreCounts, StoredToken, WriteFailure, WriteProblem,
 };
 
 /// Registered name of the conversation actor.
@@ -231,6 +232,12 @@ pub enum ConversationMsg {
     LoadToken { platform: Platform, reply: RpcReplyPort<ReadResult<Option<StoredToken>>> },
     /// Keep a refreshed token; answer after it is durable.
     SaveToken { platform: Platform, token: StoredToken, reply: RpcReplyPort<Result<(), PersistError>> },
+    /// An outgoing webhook receiver's durable state (cursor, enabled, pending and failed events).
+    LoadReceiver { name: String, reply: RpcReplyPort<ReadResult<LoadedReceiver>> },
+    /// Save a receiver's progress in one atomic write; answered after it is durable.
+    SaveReceiver { name: String, save: Box<ReceiverSave>, reply: RpcReplyPort<Result<(), PersistError>> },
+    /// The durable events with these numbers (a receiver's pending events after a restart).
+    ReadEventsBySeq { seqs: Vec<u64>, reply: RpcReplyPort<ReadResult<Vec<crate::feed::Event>>> },
     /// The watchdog heartbeat: answered at once, so an answer means the actor is not stuck.
     Ping(RpcReplyPort<()>),
     /// Test only: panic inside the handler, to exercise supervision.

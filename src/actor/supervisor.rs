@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::channel::{ChannelActor, ChannelArgs};
 use super::conversation::{ConversationActor, ConversationArgs};
+use super::receiver::{ReceiverActor, ReceiverArgs, receiver_actor_name};
 use super::{CONVERSATION_ACTOR, SupervisorMsg, channel_actor_name};
 use crate::config::SupervisorConfig;
 use crate::model::Platform;
@@ -22,14 +23,17 @@ use crate::model::Platform;
 pub enum Child {
     Conversation,
     Channel(Platform),
+    /// An outgoing webhook receiver's worker, by its place in `[[webhooks]]`.
+    Receiver(usize),
 }
 
 impl Child {
-    /// The name the child is registered under.
-    pub fn registered_name(self) -> String {
+    /// The name the child is registered under (`receivers`: the workers' arguments, in order).
+    pub fn registered_name(self, receivers: &[ReceiverArgs]) -> String {
         match self {
             Child::Conversation => CONVERSATION_ACTOR.to_owned(),
             Child::Channel(p) => channel_actor_name(p),
+            Child::Receiver(i) => receivers.get(i).map_or_else(String::new, |r| receiver_actor_name(&r.receiver.name)),
         }
     }
 }
@@ -39,6 +43,7 @@ impl std::fmt::Display for Child {
         match self {
             Child::Conversation => f.write_str("conversation"),
             Child::Channel(p) => write!(f, "channel.{p}"),
+            Child::Receiver(i) => write!(f, "webhook.{i}"),
         }
     }
 }
@@ -78,6 +83,8 @@ pub fn restart_delay(initial: Duration, max: Duration, attempt: u32) -> Duration
 pub struct SupervisorArgs {
     pub conversation: ConversationArgs,
     pub channels: Vec<ChannelArgs>,
+    /// One delivery worker per `[[webhooks]]` receiver, started after the channels.
+    pub receivers: Vec<ReceiverArgs>,
     pub limits: SupervisorConfig,
     /// Told why when the restart budget is spent; the daemon then exits 2.
     pub fatal: mpsc::UnboundedSender<String>,
@@ -90,6 +97,7 @@ pub struct Supervisor;
 pub struct SupervisorState {
     conversation: ConversationArgs,
     channels: HashMap<Platform, ChannelArgs>,
+    receivers: Vec<ReceiverArgs>,
     limits: SupervisorConfig,
     fatal: mpsc::UnboundedSender<String>,
     running: HashMap<ActorId, Child>,
@@ -108,7 +116,7 @@ impl Supervisor {
         let cell = match child {
             Child::Conversation => {
                 let (actor, _) = Actor::spawn_linked(
-                    Some(child.registered_name()),
+                    Some(child.registered_name(&state.receivers)),
                     ConversationActor,
                     state.conversation.clone(),
                     myself.get_cell(),
@@ -121,6 +129,12 @@ impl Supervisor {
                 let (actor, _) =
                     Actor::spawn_linked(Some(channel_actor_name(platform)), ChannelActor, args, myself.get_cell())
                         .await?;
+                actor.get_cell()
+            }
+            Child::Receiver(i) => {
+                let args = state.receivers.get(i).cloned().ok_or("no arguments for a receiver")?;
+                let name = child.registered_name(&state.receivers);
+                let (actor, _) = Actor::spawn_linked(Some(name), ReceiverActor, args, myself.get_cell()).await?;
                 actor.get_cell()
             }
         };
@@ -172,6 +186,7 @@ impl Actor for Supervisor {
         let mut state = SupervisorState {
             conversation: args.conversation,
             channels: args.channels.into_iter().map(|c| (c.platform, c)).collect(),
+            receivers: args.receivers,
             limits: args.limits,
             fatal: args.fatal,
             running: HashMap::new(),
@@ -184,6 +199,9 @@ impl Actor for Supervisor {
         platforms.sort();
         for platform in platforms {
             Supervisor::spawn_child(&myself, &mut state, Child::Channel(platform)).await?;
+        }
+        for i in 0..state.receivers.len() {
+            Supervisor::spawn_child(&myself, &mut state, Child::Receiver(i)).await?;
         }
         Ok(state)
     }
@@ -214,7 +232,8 @@ impl Actor for Supervisor {
                 let mut children: Vec<(ActorId, Child)> = state.running.iter().map(|(id, c)| (*id, *c)).collect();
                 children.sort_by_key(|(_, c)| matches!(c, Child::Conversation));
                 for (id, child) in children {
-                    let Some(cell) = ractor::registry::where_is(child.registered_name()).filter(|c| c.get_id() == id)
+                    let Some(cell) = ractor::registry::where_is(child.registered_name(&state.receivers))
+                        .filter(|c| c.get_id() == id)
                     else {
                         continue;
                     };

@@ -4,6 +4,7 @@
 
 mod env;
 mod reload;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::secret::Secret;
 
 pub use env::LEGACY_VARIABLES;
 pub use reload::{KeyFingerprints, ReloadPlan, applies_live, plan_reload};
+pub use webhooks::WebhookConfig;
 
 /// The shipped defaults, compiled in: the lowest layer and the reference for every key.
 pub const DEFAULTS: &str = include_str!("defaults.toml");
@@ -36,6 +38,8 @@ const SECRET_KEYS: &[&str] = &[
     "bot_token",
     "client_secret",
     "refresh_token",
+    // `[[webhooks]]` receivers' signing secrets.
+    "secret",
 ];
 
 /// The whole configuration.
@@ -53,6 +57,9 @@ pub struct Config {
     pub whatsapp: WhatsappConfig,
     pub viber: ViberConfig,
     pub linkedin: LinkedinConfig,
+    /// `[[webhooks]]`: receivers of outgoing webhooks; absent = none.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// `[server]`: the one HTTP listener.
@@ -507,6 +514,7 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
             li.api_version
         ));
     }
+    problems.extend(webhooks::validate(&config.webhooks, &source_of("webhooks")));
     problems
 }
 
@@ -538,6 +546,16 @@ fn collect_settings(figment: &Figment, prefix: &str, value: &Value, out: &mut Ve
         }
         return;
     }
+    // A list of tables (`[[webhooks]]`): one line per key of each, as `webhooks[0].name`, so a
+    // secret inside is redacted like any other.
+    if let Value::Array(_, items) = value
+        && items.iter().any(|item| matches!(item, Value::Dict(..)))
+    {
+        for (i, item) in items.iter().enumerate() {
+            collect_settings(figment, &format!("{prefix}[{i}]"), item, out);
+        }
+        return;
+    }
     let leaf = prefix.rsplit('.').next().unwrap_or(prefix);
     let shown = if SECRET_KEYS.contains(&leaf) {
         match value {
@@ -551,6 +569,16 @@ fn collect_settings(figment: &Figment, prefix: &str, value: &Value, out: &mut Ve
             Value::Bool(_, b) => b.to_string(),
             Value::Num(_, n) => {
                 n.to_i128().map(|n| n.to_string()).or_else(|| n.to_f64().map(|f| f.to_string())).unwrap_or_default()
+            }
+            Value::Array(_, items) => {
+                let shown: Vec<String> = items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(_, s) => format!("{s:?}"),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                format!("[{}]", shown.join(", "))
             }
             other => format!("{other:?}"),
         }

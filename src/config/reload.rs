@@ -232,6 +232,23 @@ bot_name = "Acme Support"
     }
 
     #[test]
+    fn a_changed_receiver_list_waits_for_a_restart_and_the_running_receivers_stay() {
+        let receiver = |name: &str| {
+            format!(
+                "\n[[webhooks]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:9/r\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+            )
+        };
+        let old = format!("{BASE}{}", receiver("test-crm"));
+        let new = format!("{BASE}{}{}", receiver("test-crm"), receiver("test-bot"));
+        assert!(plan(&old, &old).unwrap().needs_restart.is_empty());
+        let plan = plan(&old, &new).unwrap();
+        assert_eq!(plan.needs_restart, ["webhooks"]);
+        assert!(plan.applied.is_empty());
+        let names: Vec<&str> = plan.config.webhooks.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["test-crm"], "the running receivers are kept until a restart");
+    }
+
+    #[test]
     fn the_listener_store_and_enabled_platforms_wait_for_a_restart() {
         let new = BASE
             .replace("127.0.0.1:8000", "127.0.0.1:9000")

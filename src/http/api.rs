@@ -70,6 +70,7 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
             Method::GET => get_one(id, "message", |id, reply| ConversationMsg::GetMessage { id, reply }).await,
             _ => response::method_not_allowed("GET"),
         },
+        ["webhooks", rest @ ..] => super::receivers::route(state, request, rest).await,
         _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such API route"),
     }
 }
@@ -77,7 +78,7 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
 /// Reads a JSON body under the size limit: a body not declared `application/json` is 415 (a
 /// cross-site HTML form can send only form or text types, so this is what stops forged posts once
 /// the inbox signs in with a cookie); malformed JSON or unknown fields are 400.
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     state: &HttpState,
     request: Request<Incoming>,
 ) -> Result<T, Response<Body>> {

@@ -9,6 +9,7 @@ mod body;
 pub mod connections;
 mod events;
 pub mod metrics;
+mod receivers;
 mod response;
 mod send;
 mod webhook;
@@ -233,7 +234,9 @@ async fn metrics(state: &HttpState) -> Response<Body> {
     let store = store_status().await;
     let statuses = channel_statuses(state).await;
     let connections = state.connections.totals();
-    let text =
+    let mut text =
         metrics::render(state.metrics, store.as_ref(), &connections, state.started.elapsed().as_secs(), &statuses);
+    // Outgoing webhook receivers (their own block; see receivers.rs).
+    text.push_str(&receivers::metrics_text(&state.config().webhooks).await);
     response::with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
 }

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod limiter;
 pub mod linkedin;
 pub mod receipts;
+pub mod receiver;
 pub mod reply;
 pub mod server;
 pub mod tokens;
@@ -120,7 +121,8 @@ async fn serve(args: SandboxArgs, config: Arc<Config>, parley_url: String) -> u8
         receipts = args.receipts,
         version = env!("CARGO_PKG_VERSION"),
     );
-    let shared = Arc::new(server::Shared { sandbox: Mutex::new(sandbox), receipts, started });
+    let receivers = Mutex::new(receiver::Receivers::new(&config));
+    let shared = Arc::new(server::Shared { sandbox: Mutex::new(sandbox), receivers, receipts, started });
     server::serve(listener, shared, async {
         let signal = crate::app::shutdown_signal().await;
         tracing::info!(message = "Sandbox shutting down.", signal);

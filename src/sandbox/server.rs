@@ -37,6 +37,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub struct Shared {
     /// The core. A plain mutex: every call is short, synchronous and never held across an await.
     pub sandbox: Mutex<Sandbox>,
+    /// The receiver of outgoing webhooks (`receiver.rs`), apart from the platforms' core.
+    pub receivers: Mutex<super::receiver::Receivers>,
     /// `None` with `--no-receipts`.
     pub receipts: Option<Arc<ReceiptSender>>,
     /// The monotonic origin of `Now::mono_ms`.
@@ -98,6 +100,14 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time")),
         };
     let request = core::Request { method, path, query, headers, body };
+    if super::receiver::Receivers::handles(&request.path) {
+        let (reply, delivery) = {
+            let now = shared.now();
+            let mut receivers = shared.receivers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            receivers.handle(&request, now.epoch_ms)
+        };
+        return deliver(reply, delivery).await;
+    }
     let outcome = {
         let now = shared.now();
         let mut sandbox = shared.sandbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -118,6 +128,20 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Result<Response<
         sender.schedule(plan);
     }
     let reply = outcome.reply;
+    Ok(response_of(reply))
+}
+
+/// Answers as decided: now, after a delay, or not at all.
+async fn deliver(reply: super::reply::Reply, delivery: Delivery) -> Result<Response<Full<Bytes>>, DropConnection> {
+    match delivery {
+        Delivery::Answer => {}
+        Delivery::AnswerAfter(delay) => tokio::time::sleep(delay).await,
+        Delivery::Drop => return Err(DropConnection),
+    }
+    Ok(response_of(reply))
+}
+
+fn response_of(reply: super::reply::Reply) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
@@ -126,7 +150,7 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             response.headers_mut().insert(name, value);
         }
     }
-    Ok(response)
+    response
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

@@ -34,6 +34,9 @@ pub(super) enum TreeId {
     Unreadable = 13,
     /// The live feed's event log, by `seq` (see `feed.rs`); the newest `seq` is in `Counters`.
     Feed = 14,
+    /// Outgoing webhook receivers' state: cursor, enabled, pending and failed events (see
+    /// `receivers.rs`).
+    Receivers = 15,
 }
 
 impl TreeId {
@@ -76,6 +79,7 @@ impl TreeId {
             TreeId::Counters => "counters",
             TreeId::Unreadable => "unreadable",
             TreeId::Feed => "feed",
+            TreeId::Receivers => "receivers",
         }
     }
 

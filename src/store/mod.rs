@@ -9,6 +9,7 @@ mod health;
 pub mod keys;
 mod keyspace;
 mod outbox;
+mod receivers;
 mod unreadable;
 mod writer;
 
@@ -19,6 +20,9 @@ use writer::Writer;
 pub use feed::{ChannelStatusChange, EventPage};
 pub use health::{WriteFailure, WriteProblem, probe_write};
 pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
+pub use receivers::{
+    DeliveryError, FAILED_SHOWN, FailedRecord, LoadedReceiver, PendingRecord, ReceiverSave, ReceiverState,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -99,8 +99,13 @@ async fn a_panicking_store_actor_is_restarted_and_keeps_what_was_acknowledged() 
     let _turn = TREE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (fatal, mut fatal_rx) = mpsc::unbounded_channel();
-    let args =
-        SupervisorArgs { conversation: conversation_args(dir.path()), channels: vec![], limits: limits(3), fatal };
+    let args = SupervisorArgs {
+        conversation: conversation_args(dir.path()),
+        channels: vec![],
+        receivers: vec![],
+        limits: limits(3),
+        fatal,
+    };
     let (supervisor, handle) = Actor::spawn(None, Supervisor, args).await.unwrap();
 
     let first = conversation_actor().unwrap();
@@ -126,8 +131,13 @@ async fn spending_the_restart_budget_is_reported_as_fatal() {
     let _turn = TREE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (fatal, mut fatal_rx) = mpsc::unbounded_channel();
-    let args =
-        SupervisorArgs { conversation: conversation_args(dir.path()), channels: vec![], limits: limits(2), fatal };
+    let args = SupervisorArgs {
+        conversation: conversation_args(dir.path()),
+        channels: vec![],
+        receivers: vec![],
+        limits: limits(2),
+        fatal,
+    };
     let (supervisor, handle) = Actor::spawn(None, Supervisor, args).await.unwrap();
 
     let mut current = conversation_actor().unwrap();
