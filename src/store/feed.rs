@@ -13,6 +13,11 @@
 //!   its events with it, and their numbers are given again: nobody saw them.
 //! - **Pruned from the oldest end only** ([`Store::prune_events`]), so what is retained is always
 //!   one contiguous range ending at the newest.
+//!
+//! Layout: the events of one write batch are one record (a JSON array of the events, in order)
+//! under the `seq` of its first event. sled's cost is mostly per key, and one webhook's change is
+//! two or three events: one key per batch instead of one per event kept the event log's cost
+//! on ingest small.
 
 use serde_json::json;
 
@@ -60,19 +65,28 @@ impl Store {
         }
     }
 
-    /// Up to `limit` events after `after`, in order. An event that does not decode is reported and
-    /// skipped (its `seq` is then missing from the page; the reader's cursor moves past it).
+    /// Up to `limit` events after `after`, in order. A record that does not decode is reported
+    /// and skipped (its events are then missing from the page; the reader's cursor moves past).
     pub fn events_after(&self, after: u64, limit: usize) -> Result<EventPage, StoreError> {
         let mut events = Vec::with_capacity(limit.min(1024));
-        let start = event_key(after.saturating_add(1)).to_vec();
-        let end = event_key(u64::MAX).to_vec();
-        for entry in self.table(TreeId::Feed).range(start..end) {
+        let wanted = after.saturating_add(1);
+        let table = self.table(TreeId::Feed);
+        // The record holding `wanted` is the last one that starts at or before it.
+        let holding = table.range(event_key(0).to_vec()..event_key(wanted.saturating_add(1)).to_vec()).next_back();
+        let start = match holding {
+            Some(entry) => entry?.0.to_vec(),
+            None => event_key(0).to_vec(),
+        };
+        for entry in table.range(start..event_key(u64::MAX).to_vec()) {
             if events.len() >= limit {
                 break;
             }
             let (key, value) = entry?;
-            match self.decode_record::<Event>(TreeId::Feed.name(), &key, &value) {
-                Ok(event) => events.push(event),
+            match self.decode_record::<Vec<Event>>(TreeId::Feed.name(), &key, &value) {
+                Ok(record) => {
+                    let room = limit - events.len();
+                    events.extend(record.into_iter().filter(|e| e.seq > after).take(room));
+                }
                 Err(StoreError::Unreadable { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -86,26 +100,27 @@ impl Store {
         std::mem::take(&mut *self.committed_events.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Removes up to `max` of the oldest events stored before `before`, in one batch; returns how
-    /// many. Stops at the first event at or after `before`, so the retained events stay one
-    /// contiguous range. The newest event is never removed (it keeps the `seq` counter's meaning
-    /// plain for a reader: the oldest retained is then the newest).
+    /// Removes up to `max` of the oldest records (each holds the events of one write) whose
+    /// events were all stored before `before`, in one batch; returns how many. Stops at the first
+    /// record with a younger event, so the retained events stay one contiguous range. The newest
+    /// record is never removed (the oldest retained event is then among the newest).
     pub fn prune_events(&self, before: Timestamp, max: usize) -> Result<usize, StoreError> {
-        let newest = self.newest_event_seq()?;
+        let mut records = self.table(TreeId::Feed).scan_prefix(&[]).peekable();
         let mut batch = sled::Batch::default();
         let mut removed = 0;
-        for entry in self.table(TreeId::Feed).scan_prefix(&[]) {
-            if removed >= max {
-                break;
+        while removed < max {
+            let Some(entry) = records.next() else { break };
+            if records.peek().is_none() {
+                break; // the newest record
             }
             let (key, value) = entry?;
-            let seq = seq_of(&key)?;
-            if seq >= newest {
-                break;
-            }
-            // An event that does not decode is old by position (it precedes a younger one).
-            let at = self.decode_record::<Event>(TreeId::Feed.name(), &key, &value).ok().map(|e| e.at);
-            if at.is_some_and(|at| at >= before) {
+            // A record that does not decode is old by position (it precedes a younger one).
+            let newest_at = match self.decode_record::<Vec<Event>>(TreeId::Feed.name(), &key, &value) {
+                Ok(record) => record.last().map(|e| e.at),
+                Err(StoreError::Unreadable { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if newest_at.is_some_and(|at| at >= before) {
                 break;
             }
             batch.remove(TreeId::Feed.key(&key));
@@ -137,14 +152,22 @@ impl PendingEvents {
         self.events.is_empty()
     }
 
-    /// Writes the events and the newest `seq` into `batch`.
+    /// Writes the events, as one record under the first one's `seq` (one key per write rather than
+    /// one per event: sled's cost is mostly per key), and the newest `seq` into `batch`.
     pub(super) fn write_into(&self, batch: &mut sled::Batch) -> Result<usize, StoreError> {
-        let Some(last) = self.events.last() else { return Ok(0) };
-        for published in &self.events {
-            batch.insert(TreeId::Feed.key(&event_key(published.event.seq)), published.json.as_bytes());
+        let (Some(first), Some(last)) = (self.events.first(), self.events.last()) else { return Ok(0) };
+        let mut record = String::with_capacity(2 + self.events.iter().map(|p| p.json.len() + 1).sum::<usize>());
+        record.push('[');
+        for (i, published) in self.events.iter().enumerate() {
+            if i > 0 {
+                record.push(',');
+            }
+            record.push_str(&published.json);
         }
+        record.push(']');
+        batch.insert(TreeId::Feed.key(&event_key(first.event.seq)), record.into_bytes());
         batch.insert(newest_seq_key(), &last.event.seq.to_be_bytes());
-        Ok(self.events.len() + 1)
+        Ok(2)
     }
 
     pub(super) fn into_events(self) -> Vec<Published> {

@@ -89,28 +89,48 @@ fn the_log_survives_reopening_and_numbering_continues() {
 }
 
 #[test]
-fn pruning_removes_only_the_oldest_and_never_the_newest() {
+fn pruning_removes_only_the_oldest_writes_and_never_the_newest() {
     let (_dir, store) = temp_store();
+    // Five writes of two events each: records at seq 1, 3, 5, 7, 9.
     for i in 0..5 {
         store
             .ingest(&[text_event("user-1", &format!("m_{i}"), 1_000 + i, "x")], Timestamp::from_millis(5_000))
             .unwrap();
     }
     assert_eq!(store.newest_event_seq().unwrap(), 10);
-    // Everything is older than "now + 1 day"; at most 3 per batch.
+    // Everything is older than "now + 1 day"; at most 3 records per batch.
     let later = Timestamp::from_millis(Timestamp::now().as_millis() + 86_400_000);
     assert_eq!(store.prune_events(later, 3).unwrap(), 3);
-    assert_eq!(store.oldest_event_seq().unwrap(), Some(4));
-    assert_eq!(store.prune_events(later, 100).unwrap(), 6, "all but the newest");
-    assert_eq!(store.oldest_event_seq().unwrap(), Some(10));
+    assert_eq!(store.oldest_event_seq().unwrap(), Some(7));
+    assert_eq!(store.prune_events(later, 100).unwrap(), 1, "all but the newest record");
+    assert_eq!(store.oldest_event_seq().unwrap(), Some(9));
     assert_eq!(store.newest_event_seq().unwrap(), 10);
     // Nothing is older than an hour ago.
     let earlier = Timestamp::from_millis(Timestamp::now().as_millis() - 3_600_000);
     store.ingest(&[text_event("user-1", "m_9", 2_000, "x")], Timestamp::from_millis(5_000)).unwrap();
     assert_eq!(store.prune_events(earlier, 100).unwrap(), 0);
     let page = store.events_after(0, 100).unwrap();
-    assert_eq!(page.oldest, Some(10));
-    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 11, 12]);
+    assert_eq!(page.oldest, Some(9));
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [9, 10, 11, 12]);
+}
+
+#[test]
+fn a_read_can_start_and_stop_inside_a_write_of_many_events() {
+    let (_dir, store) = temp_store();
+    let bodies: Vec<Vec<InboundEvent>> =
+        (0..8).map(|i| vec![text_event(&format!("user-{i}"), &format!("m_{i}"), 1_000 + i, "x")]).collect();
+    let refs: Vec<&[InboundEvent]> = bodies.iter().map(Vec::as_slice).collect();
+    store.ingest_group(&refs, Timestamp::from_millis(5_000)).unwrap(); // seq 1..=16, one record
+    store.ingest(&[text_event("user-1", "m_x", 3_000, "y")], Timestamp::from_millis(6_000)).unwrap(); // 17, 18
+    let seqs =
+        |after, limit| -> Vec<u64> { store.events_after(after, limit).unwrap().events.iter().map(|e| e.seq).collect() };
+    assert_eq!(seqs(0, 3), [1, 2, 3]);
+    assert_eq!(seqs(5, 3), [6, 7, 8]);
+    assert_eq!(seqs(14, 10), [15, 16, 17, 18], "across the records' boundary");
+    assert_eq!(seqs(16, 10), [17, 18]);
+    assert_eq!(seqs(17, 10), [18]);
+    assert_eq!(seqs(18, 10), Vec::<u64>::new());
+    assert_eq!(seqs(500, 10), Vec::<u64>::new());
 }
 
 #[test]
