@@ -6,8 +6,8 @@
 //! from the store and then from memory, on the same sequence, without a gap or a repeat.
 //!
 //! A stream is a task per client that writes into a small bounded channel which the response body
-//! reads: a client that reads slowly holds at most `STREAM_BUFFER` chunks; the task waits, never
-//! the publisher (the hub only wakes it). A client that goes away drops the body, and the task
+//! reads: a client that reads slowly holds at most `STREAM_BUFFER` chunks of about `CHUNK_BYTES`;
+//! the task waits, never the publisher (the hub only wakes it). A client that goes away drops the body, and the task
 //! ends at its next write or wake-up.
 
 use std::pin::Pin;
@@ -37,6 +37,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 const READ_BATCH: usize = 256;
 /// Chunks a stream may have written that its client has not read yet.
 const STREAM_BUFFER: usize = 8;
+/// A chunk is sent once it holds this many bytes (the event that crosses it is the last in it), so
+/// that what a stalled client holds is bounded in bytes (`STREAM_BUFFER` of these), however large
+/// its events are, and not only in events.
+const CHUNK_BYTES: usize = 64 * 1024;
 /// JSON pages: default and largest `limit`, largest `wait`.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -298,6 +302,9 @@ async fn follow(
     if chunks.send(Bytes::from_static(b": parley live feed\n\n")).await.is_err() {
         return;
     }
+    // When the client was last sent anything. The heartbeat is due 15 s after that, not after
+    // the last wake-up: with a filter, events that match nothing wake the stream without sending.
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         if *stopping.borrow() {
             return;
@@ -309,11 +316,20 @@ async fn follow(
                 for published in &batch {
                     if filter.matches(&published.event) {
                         sse_event(&mut chunk, published);
+                        if chunk.len() >= CHUNK_BYTES {
+                            if chunks.send(Bytes::from(std::mem::take(&mut chunk))).await.is_err() {
+                                return;
+                            }
+                            last_sent = tokio::time::Instant::now();
+                        }
                     }
                 }
                 after = batch.last().map_or(after, |p| p.event.seq);
-                if !chunk.is_empty() && chunks.send(Bytes::from(chunk)).await.is_err() {
-                    return;
+                if !chunk.is_empty() {
+                    if chunks.send(Bytes::from(chunk)).await.is_err() {
+                        return;
+                    }
+                    last_sent = tokio::time::Instant::now();
                 }
                 continue;
             }
@@ -326,6 +342,7 @@ async fn follow(
                 if chunks.send(Bytes::from(text)).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
                 after = oldest - 1;
                 continue;
             }
@@ -345,10 +362,11 @@ async fn follow(
                     return;
                 }
             }
-            () = tokio::time::sleep(HEARTBEAT) => {
+            () = tokio::time::sleep_until(last_sent + HEARTBEAT) => {
                 if chunks.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
             }
             () = chunks.closed() => return,
             _ = stopping.changed() => return,
@@ -422,6 +440,50 @@ mod tests {
         }
         assert_eq!(parse_request("", Some(b"x1"), None).unwrap_err().0, "bad_cursor");
         assert_eq!(parse_request("", Some(&[0xff]), None).unwrap_err().0, "bad_cursor");
+    }
+
+    #[tokio::test]
+    async fn a_stream_sends_chunks_bounded_in_bytes_and_heartbeats_after_filtered_out_events() {
+        tokio::time::pause();
+        let hub = FeedHub::new(1000);
+        let big = "x".repeat(10_000);
+        let event = |seq: u64, platform: Platform| crate::feed::Event {
+            seq,
+            kind: EventType::MessageReceived,
+            at: crate::model::Timestamp::from_millis(1_700_000_000_000),
+            platform,
+            conversation_id: Some("c".into()),
+            data: json!({ "message": { "text": big } }),
+        };
+        hub.publish((1..=100).map(|seq| event(seq, Platform::Viber)).collect());
+        let (sender, mut chunks) = mpsc::channel(STREAM_BUFFER);
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        let filter = EventFilter { platforms: vec![Platform::Viber], ..EventFilter::default() };
+        tokio::spawn(follow(hub.clone(), 0, filter, sender, stopping));
+        assert_eq!(chunks.recv().await.unwrap(), Bytes::from_static(b": parley live feed\n\n"));
+        let mut seen = 0;
+        while seen < 100 {
+            let chunk = chunks.recv().await.unwrap();
+            let one_event = big.len() + 200;
+            assert!(chunk.len() < CHUNK_BYTES + one_event, "a chunk of {} bytes", chunk.len());
+            seen += chunk.windows(4).filter(|w| w == b"id: ").count();
+        }
+        // Events the filter drops wake the stream every second but send nothing: the heartbeat
+        // still comes 15 s after the last thing sent.
+        let mut first_heartbeat = None;
+        for second in 1..=20 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            hub.publish(vec![event(100 + second, Platform::Whatsapp)]);
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            if let Ok(chunk) = chunks.try_recv() {
+                assert_eq!(chunk, Bytes::from_static(b": keep-alive\n\n"), "at {second} s");
+                first_heartbeat.get_or_insert(second);
+            }
+        }
+        // (The timer's millisecond rounding may put it in the 16th second.)
+        assert!(matches!(first_heartbeat, Some(15 | 16)), "first heartbeat after {first_heartbeat:?} s");
     }
 
     #[test]
