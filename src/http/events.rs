@@ -455,7 +455,7 @@ mod tests {
             conversation_id: Some("c".into()),
             data: json!({ "message": { "text": big } }),
         };
-        hub.publish((1..=100).map(|seq| event(seq, Platform::Viber)).collect());
+        hub.publish((1..=100).map(|seq| Published::new(event(seq, Platform::Viber))).collect());
         let (sender, mut chunks) = mpsc::channel(STREAM_BUFFER);
         let (_stop, stopping) = tokio::sync::watch::channel(false);
         let filter = EventFilter { platforms: vec![Platform::Viber], ..EventFilter::default() };
@@ -473,7 +473,7 @@ mod tests {
         let mut first_heartbeat = None;
         for second in 1..=20 {
             tokio::time::advance(Duration::from_secs(1)).await;
-            hub.publish(vec![event(100 + second, Platform::Whatsapp)]);
+            hub.publish(vec![Published::new(event(100 + second, Platform::Whatsapp))]);
             for _ in 0..20 {
                 tokio::task::yield_now().await;
             }

@@ -166,21 +166,19 @@ impl Store {
         Ok(())
     }
 
-    /// The retained events with these numbers, in `seq` order (pruned ones are left out).
+    /// The retained events with these numbers, in `seq` order (pruned ones are left out). Read
+    /// through the event log's own reader (`events_after`), which knows its layout.
     pub fn events_by_seq(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
-        let mut events = Vec::with_capacity(seqs.len());
-        let table = self.table(TreeId::Feed);
         let mut sorted = seqs.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
+        let mut events = Vec::with_capacity(sorted.len());
         for seq in sorted {
-            let k = seq.to_be_bytes();
-            if let Some(bytes) = table.get(k)? {
-                match self.decode_record::<Event>(TreeId::Feed.name(), &k, &bytes) {
-                    Ok(event) => events.push(event),
-                    Err(StoreError::Unreadable { .. }) => {}
-                    Err(e) => return Err(e),
-                }
+            let Some(before) = seq.checked_sub(1) else { continue };
+            if let Some(event) = self.events_after(before, 1)?.events.into_iter().next()
+                && event.seq == seq
+            {
+                events.push(event);
             }
         }
         Ok(events)
