@@ -703,26 +703,5 @@ fn ms(nanos: Option<u64>) -> String {
 
 /// All four platforms on with bench secrets; room for many streams.
 fn bench_config(store: &Path) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_body_bytes = 65536
-max_connections = 4096
-max_inflight_webhooks = 65536
-shutdown_grace_secs = 5
-
-[storage]
-path = "{store}"
-
-[api]
-token = "{API_TOKEN}"
-
-[log]
-level = "warn,parley::app=info"
-
-{platforms}"#,
-        store = store.display(),
-        platforms = common::offline_platforms(WHATSAPP_SECRET, PHONE_NUMBER_ID),
-    )
+    common::ingest_config(store, WHATSAPP_SECRET, PHONE_NUMBER_ID)
 }

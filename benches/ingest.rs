@@ -697,28 +697,7 @@ impl CpuClock {
 
 /// All four platforms on with bench secrets; `warn` logging except the `Listening.` line we need.
 fn bench_config(store: &Path) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-max_body_bytes = 65536
-max_connections = 4096
-max_inflight_webhooks = 65536
-shutdown_grace_secs = 5
-
-[storage]
-path = "{store}"
-
-[api]
-token = "bench-api-token-7c2e"
-
-[log]
-level = "warn,parley::app=info"
-
-{platforms}"#,
-        store = store.display(),
-        platforms = common::offline_platforms(WHATSAPP_SECRET, PHONE_NUMBER_ID),
-    )
+    common::ingest_config(store, WHATSAPP_SECRET, PHONE_NUMBER_ID)
 }
 
 /// The ceiling: hyper answering 200 with an empty body to anything, after reading the body, on its

@@ -126,3 +126,32 @@ oauth_base = "http://127.0.0.1:9/oauth/v2"
 "#
     )
 }
+
+/// The config of the benches that drive ingest hard: all four platforms on with bench secrets
+/// (`offline_platforms`), room for many connections and webhooks in flight, `warn` logging except
+/// the `Listening.` line the launcher reads, the API token `bench-api-token-7c2e`.
+#[allow(dead_code)] // the outbound, connections and startup benches configure their own
+pub fn ingest_config(store: &std::path::Path, whatsapp_secret: &str, phone_number_id: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 65536
+max_connections = 4096
+max_inflight_webhooks = 65536
+shutdown_grace_secs = 5
+
+[storage]
+path = "{store}"
+
+[api]
+token = "bench-api-token-7c2e"
+
+[log]
+level = "warn,parley::app=info"
+
+{platforms}"#,
+        store = store.display(),
+        platforms = offline_platforms(whatsapp_secret, phone_number_id),
+    )
+}
