@@ -73,7 +73,7 @@ impl std::fmt::Display for EventType {
 }
 
 /// One event of the feed, as the API shows it and as the store keeps it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     pub seq: u64,
     #[serde(rename = "type")]
@@ -82,8 +82,33 @@ pub struct Event {
     pub at: Timestamp,
     pub platform: Platform,
     pub conversation_id: Option<String>,
-    /// `{"message": Message}`, `{"conversation": Conversation}` or `{"channel": {...}}`.
-    pub data: serde_json::Value,
+    /// `{"message": Message}`, `{"conversation": Conversation}` or `{"channel": {...}}`, as JSON
+    /// text: written once from the records it reports (no `Value` tree per event; readers only
+    /// pass it on).
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.seq == other.seq
+            && self.kind == other.kind
+            && self.at == other.at
+            && self.platform == other.platform
+            && self.conversation_id == other.conversation_id
+            && self.data.get() == other.data.get()
+    }
+}
+
+impl Event {
+    /// `data` rendered from anything serializable.
+    pub fn data_of<T: Serialize + ?Sized>(value: &T) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        serde_json::value::to_raw_value(value)
+    }
+
+    /// `data` as a JSON value (for tests and tools; readers pass the text on).
+    pub fn data_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.data.get()).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 /// An event made durable, with its JSON rendered once for every reader.
@@ -243,7 +268,7 @@ mod tests {
             at: Timestamp::from_millis(1_700_000_000_000 + seq as i64),
             platform: Platform::Whatsapp,
             conversation_id: Some(format!("c{}", seq % 3)),
-            data: serde_json::json!({"n": seq}),
+            data: Event::data_of(&serde_json::json!({"n": seq})).unwrap(),
         }
     }
 

@@ -453,7 +453,7 @@ mod tests {
             at: crate::model::Timestamp::from_millis(1_700_000_000_000),
             platform,
             conversation_id: Some("c".into()),
-            data: json!({ "message": { "text": big } }),
+            data: crate::feed::Event::data_of(&json!({ "message": { "text": big } })).unwrap(),
         };
         hub.publish((1..=100).map(|seq| Published::new(event(seq, Platform::Viber))).collect());
         let (sender, mut chunks) = mpsc::channel(STREAM_BUFFER);
@@ -494,7 +494,7 @@ mod tests {
             at: crate::model::Timestamp::from_millis(1_700_000_000_000),
             platform: Platform::Viber,
             conversation_id: Some("c".into()),
-            data: json!({"message": {"text": "two\nlines"}}),
+            data: crate::feed::Event::data_of(&json!({"message": {"text": "two\nlines"}})).unwrap(),
         });
         let mut chunk = String::new();
         sse_event(&mut chunk, &published);

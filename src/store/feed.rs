@@ -134,6 +134,10 @@ impl Store {
     }
 }
 
+fn render_error(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("cannot encode a feed event: {e}"))
+}
+
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(key)
         .map(u64::from_be_bytes)
@@ -182,7 +186,7 @@ impl Writer<'_> {
         kind: EventType,
         platform: Platform,
         conversation_id: Option<&str>,
-        data: serde_json::Value,
+        data: Box<serde_json::value::RawValue>,
     ) -> Result<(), StoreError> {
         let seq = match self.pending_events().events.last() {
             Some(previous) => previous.event.seq + 1,
@@ -204,7 +208,11 @@ impl Writer<'_> {
 
     /// `message.received`, `message.created` or `message.status` for `message` as it is now.
     pub(super) fn emit_message(&mut self, kind: EventType, message: &Message) -> Result<(), StoreError> {
-        let data = json!({ "message": message });
+        #[derive(serde::Serialize)]
+        struct Data<'m> {
+            message: &'m Message,
+        }
+        let data = Event::data_of(&Data { message }).map_err(render_error)?;
         self.emit(kind, message.platform, Some(&message.conversation_id), data)
     }
 
@@ -224,7 +232,11 @@ impl Writer<'_> {
         if !changed {
             return Ok(());
         }
-        let data = json!({ "conversation": after });
+        #[derive(serde::Serialize)]
+        struct Data<'c> {
+            conversation: &'c Conversation,
+        }
+        let data = Event::data_of(&Data { conversation: after }).map_err(render_error)?;
         self.emit(EventType::ConversationUpdated, after.platform, Some(&after.id), data)
     }
 }
@@ -249,6 +261,7 @@ impl Store {
             "reason": change.reason,
             "token_expires_in_secs": change.token_expires_in_secs,
         }});
+        let data = Event::data_of(&data).map_err(render_error)?;
         writer.emit(EventType::ChannelStatus, change.platform, None, data)?;
         writer.commit()
     }

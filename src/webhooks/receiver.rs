@@ -88,7 +88,7 @@ mod tests {
             at: Timestamp::from_millis(1_700_000_000_000),
             platform: Platform::Viber,
             conversation_id: Some("c1".into()),
-            data: serde_json::json!({"message": {"id": "m1"}}),
+            data: Event::data_of(&serde_json::json!({"message": {"id": "m1"}})).unwrap(),
         });
         let body: serde_json::Value = serde_json::from_str(&delivery_body(&event)).unwrap();
         assert_eq!(body["type"], "message.received");

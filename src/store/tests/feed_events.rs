@@ -19,9 +19,9 @@ fn an_inbound_message_is_one_received_event_and_one_conversation_event_and_a_red
     let events = all_events(&store);
     assert_eq!(types(&events), [EventType::MessageReceived, EventType::ConversationUpdated]);
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(events[0].data["message"]["text"], "hello");
-    assert_eq!(events[0].data["message"]["status"], "received");
-    assert_eq!(events[1].data["conversation"]["unread"], 1);
+    assert_eq!(events[0].data_value()["message"]["text"], "hello");
+    assert_eq!(events[0].data_value()["message"]["status"], "received");
+    assert_eq!(events[1].data_value()["conversation"]["unread"], 1);
     assert_eq!(events[0].conversation_id, events[1].conversation_id);
     assert_eq!(events[0].platform, Platform::Facebook);
 
@@ -34,7 +34,7 @@ fn an_inbound_message_is_one_received_event_and_one_conversation_event_and_a_red
     store.ingest(&[text_event("user-1", "m_2", 2_000, "again")], Timestamp::from_millis(7_000)).unwrap();
     let events = all_events(&store);
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-    assert_eq!(events[3].data["conversation"]["unread"], 2);
+    assert_eq!(events[3].data_value()["conversation"]["unread"], 2);
 }
 
 #[test]
@@ -67,10 +67,10 @@ fn a_reply_and_each_of_its_status_steps_are_events() {
         types(&events),
         [EventType::MessageCreated, EventType::ConversationUpdated, EventType::MessageStatus, EventType::MessageStatus]
     );
-    assert_eq!(events[0].data["message"]["status"], "queued");
-    assert_eq!(events[2].data["message"]["status"], "sending");
-    assert_eq!(events[3].data["message"]["status"], "sent");
-    assert_eq!(events[3].data["message"]["platform_message_id"], "wamid.1");
+    assert_eq!(events[0].data_value()["message"]["status"], "queued");
+    assert_eq!(events[2].data_value()["message"]["status"], "sending");
+    assert_eq!(events[3].data_value()["message"]["status"], "sent");
+    assert_eq!(events[3].data_value()["message"]["platform_message_id"], "wamid.1");
 }
 
 #[test]
@@ -147,6 +147,6 @@ fn a_channel_status_is_an_event_without_a_conversation() {
     let events = all_events(&store);
     assert_eq!(types(&events), [EventType::ChannelStatus]);
     assert_eq!(events[0].conversation_id, None);
-    assert_eq!(events[0].data["channel"]["platform"], "viber");
-    assert_eq!(events[0].data["channel"]["ready"], false);
+    assert_eq!(events[0].data_value()["channel"]["platform"], "viber");
+    assert_eq!(events[0].data_value()["channel"]["ready"], false);
 }
