@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
@@ -299,30 +298,12 @@ fn signed_webhook(seq: u64) -> (Bytes, HeaderValue) {
 
 /// One keep-alive HTTP/1.1 connection that reconnects after an error.
 struct Connection {
-    addr: SocketAddr,
-    host: HeaderValue,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    link: common::keepalive::KeepAlive,
 }
 
 impl Connection {
     fn new(addr: SocketAddr) -> Self {
-        Connection {
-            addr,
-            host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid Host"),
-            sender: None,
-        }
-    }
-
-    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if self.sender.is_none() {
-            let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("connect: {e}"))?;
-            let _ = stream.set_nodelay(true);
-            let (sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            self.sender = Some(sender);
-        }
-        Ok(self.sender.as_mut().expect("set just above"))
+        Connection { link: common::keepalive::KeepAlive::new(addr) }
     }
 
     /// Posts webhook `seq`; the status, or None on any failure (the connection is then dropped).
@@ -332,13 +313,13 @@ impl Connection {
         let request = Request::builder()
             .method(Method::POST)
             .uri("/webhooks/whatsapp")
-            .header(HOST, self.host.clone())
+            .header(HOST, self.link.host.clone())
             .header(CONTENT_TYPE, "application/json")
             .header("x-hub-signature-256", signature)
             .body(Full::new(body))
             .expect("a request built from valid parts");
         let exchange = async {
-            let sender = self.connect().await?;
+            let sender = self.link.connect().await?;
             sender.ready().await.map_err(|e| e.to_string())?;
             written();
             let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
@@ -349,7 +330,7 @@ impl Connection {
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(status)) => Some(status),
             _ => {
-                self.sender = None;
+                self.link.reset();
                 None
             }
         }
@@ -384,7 +365,7 @@ async fn open_loop(
             let (slots, sent_at) = (slots.clone(), sent_at.clone());
             tokio::spawn(async move {
                 let mut connection = Connection::new(addr);
-                let _ = connection.connect().await;
+                let _ = connection.link.connect().await;
                 let mut posts = Posts::default();
                 loop {
                     let seq = slots.fetch_add(1, Ordering::Relaxed);

@@ -28,11 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 const WHATSAPP_SECRET: &str = "bench-whatsapp-app-secret";
 const PHONE_NUMBER_ID: &str = "106540352242922";
@@ -356,9 +355,7 @@ impl WebhookSource {
 
 /// One keep-alive HTTP/1.1 connection that reconnects after an error.
 struct Connection {
-    addr: SocketAddr,
-    host: HeaderValue,
-    sender: Option<SendRequest<Full<Bytes>>>,
+    link: common::keepalive::KeepAlive,
 }
 
 /// How one request ended.
@@ -369,20 +366,7 @@ enum Answer {
 
 impl Connection {
     fn new(addr: SocketAddr) -> Self {
-        let host = HeaderValue::from_str(&addr.to_string()).expect("a socket address is a valid Host header");
-        Connection { addr, host, sender: None }
-    }
-
-    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if self.sender.is_none() {
-            let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("connect: {e}"))?;
-            let _ = stream.set_nodelay(true);
-            let (sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-            tokio::spawn(connection);
-            self.sender = Some(sender);
-        }
-        Ok(self.sender.as_mut().expect("set just above"))
+        Connection { link: common::keepalive::KeepAlive::new(addr) }
     }
 
     /// Sends one request and reads the whole answer; any failure drops the connection so the next
@@ -391,14 +375,14 @@ impl Connection {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request)).await {
             Ok(Ok(status)) => Answer::Status(status),
             Ok(Err(_)) | Err(_) => {
-                self.sender = None;
+                self.link.reset();
                 Answer::Failed
             }
         }
     }
 
     async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<u16, String> {
-        let sender = self.connect().await?;
+        let sender = self.link.connect().await?;
         sender.ready().await.map_err(|e| e.to_string())?;
         let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
@@ -410,7 +394,7 @@ impl Connection {
         Request::builder()
             .method(Method::POST)
             .uri("/webhooks/whatsapp")
-            .header(HOST, self.host.clone())
+            .header(HOST, self.link.host.clone())
             .header(CONTENT_TYPE, "application/json")
             .header("x-hub-signature-256", webhook.signature)
             .body(Full::new(webhook.body))
@@ -421,10 +405,10 @@ impl Connection {
         let request = Request::builder()
             .method(Method::GET)
             .uri(path)
-            .header(HOST, self.host.clone())
+            .header(HOST, self.link.host.clone())
             .body(Full::new(Bytes::new()))
             .expect("a request built from valid parts");
-        let sender = self.connect().await?;
+        let sender = self.link.connect().await?;
         sender.ready().await.map_err(|e| e.to_string())?;
         let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
@@ -561,7 +545,7 @@ async fn open_loop(
             tokio::spawn(async move {
                 let mut connection = Connection::new(addr);
                 // Connect before the schedule starts so the first slots do not pay for it.
-                let _ = connection.connect().await;
+                let _ = connection.link.connect().await;
                 let mut stats = Stats { window_start: Some(window_start), ..Stats::default() };
                 loop {
                     let slot = slots.fetch_add(1, Ordering::Relaxed);

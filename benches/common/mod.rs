@@ -3,6 +3,8 @@
 
 #[allow(dead_code)] // the outbound and startup benches start the daemon their own way
 pub mod daemon;
+#[allow(dead_code)] // the outbound, connections, startup and webhooks benches use their own clients
+pub mod keepalive;
 
 /// The kernel's clock tick for /proc/<pid>/stat CPU times (USER_HZ is 100 on Linux).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
