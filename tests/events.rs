@@ -6,13 +6,12 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::sandbox::Sandbox;
+use support::sandbox::{Rates, Sandbox, loop_config};
 use support::*;
 use tokio::sync::Mutex;
 
@@ -303,64 +302,6 @@ async fn fill(daemon: &Daemon, tag: &str, webhooks: usize, per_webhook: usize) {
 // ---------------------------------------------------------------------------------------------
 // The daemon and the sandbox, each pointed at the other (as in tests/outbound.rs)
 
-fn loop_config(store: &Path, daemon_port: u16, sandbox: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{daemon_port}"
-shutdown_grace_secs = 5
-
-[storage]
-path = "{store}"
-cache_bytes = 16777216
-
-[api]
-token = "{API_TOKEN}"
-
-[outbound]
-initial_backoff_ms = 50
-max_backoff_ms = 2000
-retry_deadline_secs = 120
-token_check_interval_secs = 3600
-
-[facebook]
-enabled = true
-app_id = "1234567890"
-app_secret = "{FACEBOOK_SECRET}"
-verify_token = "{FACEBOOK_VERIFY}"
-page_id = "{PAGE_ID}"
-page_access_token = "test-page-token"
-api_base = "http://{sandbox}/v23.0"
-
-[whatsapp]
-enabled = true
-app_secret = "{WHATSAPP_SECRET}"
-verify_token = "{WHATSAPP_VERIFY}"
-phone_number_id = "{PHONE_NUMBER_ID}"
-access_token = "test-wa-token"
-api_base = "http://{sandbox}/v23.0"
-
-[viber]
-enabled = true
-bot_token = "{VIBER_TOKEN}"
-bot_name = "Acme Support"
-api_base = "http://{sandbox}/pa"
-
-[linkedin]
-enabled = true
-client_id = "test-linkedin-client"
-client_secret = "{LINKEDIN_SECRET}"
-access_token = "test-linkedin-token"
-refresh_token = "test-linkedin-refresh"
-organization_id = "2414183"
-api_base = "http://{sandbox}"
-oauth_base = "http://{sandbox}/oauth/v2"
-rate_per_minute = 600
-"#,
-        store = store.display(),
-    )
-}
-
 struct Loop {
     daemon: Daemon,
     sandbox: Sandbox,
@@ -372,12 +313,16 @@ impl Loop {
         let daemon_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let sandbox_config = dir.path().join("sandbox.toml");
-        std::fs::write(&sandbox_config, loop_config(&dir.path().join("unused"), daemon_port, "127.0.0.1:9")).unwrap();
+        std::fs::write(
+            &sandbox_config,
+            loop_config(&dir.path().join("unused"), daemon_port, "127.0.0.1:9", Rates::default()),
+        )
+        .unwrap();
         let parley_url = format!("http://127.0.0.1:{daemon_port}");
         let args = ["--parley-url", parley_url.as_str(), "--delivery-delay-ms", "30", "--read-delay-ms", "80"];
         let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
         let sandbox_addr = sandbox.addr.clone();
-        let daemon = Daemon::start_with(|store| loop_config(store, daemon_port, &sandbox_addr));
+        let daemon = Daemon::start_with(|store| loop_config(store, daemon_port, &sandbox_addr, Rates::default()));
         Loop { daemon, sandbox, client: client() }
     }
 

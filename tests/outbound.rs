@@ -5,99 +5,20 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::sandbox::Sandbox;
+use support::sandbox::{LI_TOKEN, PAGE_TOKEN, Rates, Sandbox, loop_config};
 use support::*;
 
 const PSID: &str = "7212345678901234";
 const WA_USER: &str = "5511987654321";
 const VIBER_USER: &str = "pttm25kSGUo1919sBORWyA==";
 const POST: &str = "urn:li:activity:7190000000000000001";
-const PAGE_TOKEN: &str = "test-page-token";
-const LI_TOKEN: &str = "test-linkedin-token";
-
-/// Knobs a test turns.
-#[derive(Clone, Copy)]
-struct Rates {
-    facebook_per_second: u32,
-    max_in_flight: u32,
-}
-
-impl Default for Rates {
-    fn default() -> Self {
-        Rates { facebook_per_second: 40, max_in_flight: 8 }
-    }
-}
 
 /// The value of the metric line that starts with `series` (name and labels).
 fn metric_value(metrics: &str, series: &str) -> Option<u64> {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
-/// The daemon and sandbox configuration: every platform on, every API base at the sandbox.
-fn loop_config(store: &Path, daemon_port: u16, sandbox: &str, rates: Rates) -> String {
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:{daemon_port}"
-shutdown_grace_secs = 5
-
-[storage]
-path = "{store}"
-cache_bytes = 16777216
-
-[api]
-token = "{API_TOKEN}"
-
-[outbound]
-max_in_flight = {max_in_flight}
-initial_backoff_ms = 50
-max_backoff_ms = 2000
-retry_deadline_secs = 120
-token_check_interval_secs = 3600
-
-[facebook]
-enabled = true
-app_id = "1234567890"
-app_secret = "{FACEBOOK_SECRET}"
-verify_token = "{FACEBOOK_VERIFY}"
-page_id = "{PAGE_ID}"
-page_access_token = "{PAGE_TOKEN}"
-api_base = "http://{sandbox}/v23.0"
-rate_per_second = {facebook_rate}
-
-[whatsapp]
-enabled = true
-app_secret = "{WHATSAPP_SECRET}"
-verify_token = "{WHATSAPP_VERIFY}"
-phone_number_id = "{PHONE_NUMBER_ID}"
-access_token = "test-wa-token"
-api_base = "http://{sandbox}/v23.0"
-
-[viber]
-enabled = true
-bot_token = "{VIBER_TOKEN}"
-bot_name = "Acme Support"
-api_base = "http://{sandbox}/pa"
-
-[linkedin]
-enabled = true
-client_id = "test-linkedin-client"
-client_secret = "{LINKEDIN_SECRET}"
-access_token = "{LI_TOKEN}"
-refresh_token = "test-linkedin-refresh"
-organization_id = "2414183"
-api_base = "http://{sandbox}"
-oauth_base = "http://{sandbox}/oauth/v2"
-rate_per_minute = 600
-"#,
-        store = store.display(),
-        facebook_rate = rates.facebook_per_second,
-        max_in_flight = rates.max_in_flight,
-    )
 }
 
 /// The daemon and the sandbox, each pointed at the other.

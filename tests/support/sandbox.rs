@@ -2,6 +2,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+
+use super::{
+    API_TOKEN, FACEBOOK_SECRET, FACEBOOK_VERIFY, LINKEDIN_SECRET, PAGE_ID, PHONE_NUMBER_ID, VIBER_TOKEN,
+    WHATSAPP_SECRET, WHATSAPP_VERIFY,
+};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -71,4 +76,87 @@ impl Drop for Sandbox {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon and the sandbox, each pointed at the other
+
+/// The tokens the daemon sends with (the sandbox accepts them).
+pub const PAGE_TOKEN: &str = "test-page-token";
+pub const LI_TOKEN: &str = "test-linkedin-token";
+
+/// Knobs a test turns.
+#[derive(Clone, Copy)]
+pub struct Rates {
+    pub facebook_per_second: u32,
+    pub max_in_flight: u32,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates { facebook_per_second: 40, max_in_flight: 8 }
+    }
+}
+
+/// The daemon and sandbox configuration: every platform on, every API base at the sandbox.
+pub fn loop_config(store: &Path, daemon_port: u16, sandbox: &str, rates: Rates) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{daemon_port}"
+shutdown_grace_secs = 5
+
+[storage]
+path = "{store}"
+cache_bytes = 16777216
+
+[api]
+token = "{API_TOKEN}"
+
+[outbound]
+max_in_flight = {max_in_flight}
+initial_backoff_ms = 50
+max_backoff_ms = 2000
+retry_deadline_secs = 120
+token_check_interval_secs = 3600
+
+[facebook]
+enabled = true
+app_id = "1234567890"
+app_secret = "{FACEBOOK_SECRET}"
+verify_token = "{FACEBOOK_VERIFY}"
+page_id = "{PAGE_ID}"
+page_access_token = "{PAGE_TOKEN}"
+api_base = "http://{sandbox}/v23.0"
+rate_per_second = {facebook_rate}
+
+[whatsapp]
+enabled = true
+app_secret = "{WHATSAPP_SECRET}"
+verify_token = "{WHATSAPP_VERIFY}"
+phone_number_id = "{PHONE_NUMBER_ID}"
+access_token = "test-wa-token"
+api_base = "http://{sandbox}/v23.0"
+
+[viber]
+enabled = true
+bot_token = "{VIBER_TOKEN}"
+bot_name = "Acme Support"
+api_base = "http://{sandbox}/pa"
+
+[linkedin]
+enabled = true
+client_id = "test-linkedin-client"
+client_secret = "{LINKEDIN_SECRET}"
+access_token = "{LI_TOKEN}"
+refresh_token = "test-linkedin-refresh"
+organization_id = "2414183"
+api_base = "http://{sandbox}"
+oauth_base = "http://{sandbox}/oauth/v2"
+rate_per_minute = 600
+"#,
+        store = store.display(),
+        facebook_rate = rates.facebook_per_second,
+        max_in_flight = rates.max_in_flight,
+    )
 }
