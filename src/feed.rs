@@ -206,7 +206,9 @@ impl FeedHub {
     /// (which only a bug could produce) makes the hub start again at the last one given, so that
     /// readers fetch the missing range from the store rather than skip it.
     pub fn publish(&self, events: Vec<Published>) {
-        let Some(last) = events.last().map(|p| p.event.seq) else { return };
+        if events.is_empty() {
+            return;
+        }
         let mut ring = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         for published in events {
             let seq = published.event.seq;
@@ -227,7 +229,7 @@ impl FeedHub {
         while ring.events.len() > self.capacity {
             ring.events.pop_front();
         }
-        let newest = ring.newest.max(last);
+        let newest = ring.newest;
         drop(ring);
         self.newest.send_replace(newest);
     }
