@@ -182,7 +182,7 @@ async fn latency(options: &Options) {
     let posts = open_loop(daemon.addr, options.rate, options.connections, total, epoch, sent_at).await;
     // Let the last events reach every stream.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while streams.latest_seen() < total && Instant::now() < deadline {
+    while streams.deliveries() < total * streams.connected() as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu = cpu.stop();
@@ -461,7 +461,6 @@ struct Streams {
     stop: Arc<AtomicBool>,
     connected: usize,
     /// The highest bench seq any stream has seen, +1.
-    latest: Arc<AtomicU64>,
     /// `message.received` events of bench webhooks seen, over all streams.
     deliveries: Arc<AtomicU64>,
     /// Events of any type seen, over all streams.
@@ -471,10 +470,6 @@ struct Streams {
 impl Streams {
     fn connected(&self) -> usize {
         self.connected
-    }
-
-    fn latest_seen(&self) -> u64 {
-        self.latest.load(Ordering::Relaxed)
     }
 
     fn deliveries(&self) -> u64 {
@@ -507,16 +502,14 @@ async fn connect_streams(
     timing: Option<(Instant, Arc<Vec<AtomicU64>>)>,
 ) -> Streams {
     let stop = Arc::new(AtomicBool::new(false));
-    let latest = Arc::new(AtomicU64::new(0));
     let deliveries = Arc::new(AtomicU64::new(0));
     let events = Arc::new(AtomicU64::new(0));
     let opened = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..count {
-        let (stop, latest, deliveries, events, opened, failed, timing, path) = (
+        let (stop, deliveries, events, opened, failed, timing, path) = (
             stop.clone(),
-            latest.clone(),
             deliveries.clone(),
             events.clone(),
             opened.clone(),
@@ -541,18 +534,22 @@ async fn connect_streams(
                 let Ok(data) = frame.into_data() else { continue };
                 let now = Instant::now();
                 pending.extend_from_slice(&data);
-                // Complete lines only; what follows the last newline waits for the next frame.
-                let Some(end) = pending.iter().rposition(|b| *b == b'\n') else { continue };
-                for line in pending[..end].split(|b| *b == b'\n') {
-                    if line.starts_with(b"id: ") {
-                        events.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if !line.starts_with(b"data: ") {
+                // Complete events only; what follows the last blank line waits for the next frame.
+                let Some(end) = memchr::memmem::rfind(&pending, b"\n\n") else { continue };
+                let complete = &pending[..end + 2];
+                events.fetch_add(memchr::memmem::find_iter(complete, b"\nid: ").count() as u64, Ordering::Relaxed);
+                if complete.starts_with(b"id: ") {
+                    events.fetch_add(1, Ordering::Relaxed);
+                }
+                for at in memchr::memmem::find_iter(complete, MARKER) {
+                    // Only the wamid in a `message.received` counts (a conversation event may
+                    // quote the message too).
+                    let event_line = memchr::memmem::rfind(&complete[..at], b"event: ").unwrap_or(0);
+                    if !complete[event_line..].starts_with(b"event: message.received\n") {
                         continue;
                     }
-                    let Some(seq) = bench_seq(line) else { continue };
+                    let Some(seq) = bench_seq(&complete[at + MARKER.len()..]) else { continue };
                     deliveries.fetch_add(1, Ordering::Relaxed);
-                    latest.fetch_max(seq + 1, Ordering::Relaxed);
                     if let Some((epoch, sent_at)) = &timing
                         && let Some(sent) = sent_at.get(seq as usize).map(|s| s.load(Ordering::Relaxed))
                         && sent > 0
@@ -561,7 +558,7 @@ async fn connect_streams(
                         latencies.push((seq, arrived.saturating_sub(sent - 1)));
                     }
                 }
-                pending.drain(..=end);
+                pending.drain(..end + 2);
             }
             latencies
         }));
@@ -574,17 +571,12 @@ async fn connect_streams(
     if failed > 0 {
         println!("  WARNING: {failed} of {count} streams could not be opened");
     }
-    Streams { tasks, stop, connected: opened.load(Ordering::Relaxed), latest, deliveries, events }
+    Streams { tasks, stop, connected: opened.load(Ordering::Relaxed), deliveries, events }
 }
 
-/// The webhook seq in a `message.received` data line of a bench webhook.
-fn bench_seq(line: &[u8]) -> Option<u64> {
-    const RECEIVED: &[u8] = br#""type":"message.received""#;
-    if !line.windows(RECEIVED.len()).any(|w| w == RECEIVED) {
-        return None;
-    }
-    let at = line.windows(MARKER.len()).position(|w| w == MARKER)? + MARKER.len();
-    let digits = line.get(at..at + 12)?;
+/// The webhook seq that follows a bench wamid's marker (`MARKER` then 12 digits).
+fn bench_seq(after_marker: &[u8]) -> Option<u64> {
+    let digits = after_marker.get(..12)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 

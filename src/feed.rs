@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -111,27 +112,51 @@ impl Event {
     }
 }
 
-/// An event made durable, with its JSON rendered once for every reader.
+/// An event made durable, rendered once for every reader: its server-sent event frame
+/// (`id:`, `event:`, `data:` lines), shared by every stream as it is, with its JSON inside it.
 #[derive(Debug)]
 pub struct Published {
     pub event: Event,
-    /// `serde_json::to_string(&event)`.
-    pub json: String,
+    frame: Bytes,
+    /// Where `serde_json::to_string(&event)` is in `frame`.
+    json_at: std::ops::Range<usize>,
 }
 
 impl Published {
-    /// Renders `event`'s JSON. An `Event` is plain data (strings, numbers, a JSON value) and
-    /// always serializes; the error is kept for the store, which refuses to write what it could
-    /// not read back.
+    /// Renders `event`. An `Event` is plain data (strings, numbers, JSON text) and always
+    /// serializes; the error is kept for the store, which refuses to write what it could not
+    /// read back.
     pub fn render(event: Event) -> Result<Published, serde_json::Error> {
         let json = serde_json::to_string(&event)?;
-        Ok(Published { event, json })
+        Ok(Published::framed(event, &json))
     }
 
     /// Like [`Published::render`], for events read back from the store (they serialized once).
     pub fn new(event: Event) -> Published {
         let json = serde_json::to_string(&event).unwrap_or_default();
-        Published { event, json }
+        Published::framed(event, &json)
+    }
+
+    fn framed(event: Event, json: &str) -> Published {
+        // The JSON has no newline (serde_json escapes them in strings), so it is one `data:` line.
+        let head = format!("id: {}\nevent: {}\ndata: ", event.seq, event.kind.as_str());
+        let mut frame = Vec::with_capacity(head.len() + json.len() + 2);
+        frame.extend_from_slice(head.as_bytes());
+        frame.extend_from_slice(json.as_bytes());
+        frame.extend_from_slice(b"\n\n");
+        let json_at = head.len()..head.len() + json.len();
+        Published { event, frame: Bytes::from(frame), json_at }
+    }
+
+    /// The event's JSON (CONTRACT.md, "The live feed").
+    pub fn json(&self) -> &str {
+        // The range was cut from a `String` at character boundaries.
+        std::str::from_utf8(&self.frame[self.json_at.clone()]).unwrap_or("")
+    }
+
+    /// The event as one server-sent event, ready to write (a cheap, shared clone).
+    pub fn frame(&self) -> Bytes {
+        self.frame.clone()
     }
 }
 
@@ -349,7 +374,7 @@ mod tests {
 
     #[test]
     fn events_serialize_with_the_contract_field_names() {
-        let json: serde_json::Value = serde_json::from_str(&Published::new(event(42)).json).unwrap();
+        let json: serde_json::Value = serde_json::from_str(Published::new(event(42)).json()).unwrap();
         assert_eq!(json["seq"], 42);
         assert_eq!(json["type"], "message.received");
         assert_eq!(json["platform"], "whatsapp");

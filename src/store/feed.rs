@@ -160,13 +160,13 @@ impl PendingEvents {
     /// one per event: sled's cost is mostly per key), and the newest `seq` into `batch`.
     pub(super) fn write_into(&self, batch: &mut sled::Batch) -> Result<usize, StoreError> {
         let (Some(first), Some(last)) = (self.events.first(), self.events.last()) else { return Ok(0) };
-        let mut record = String::with_capacity(2 + self.events.iter().map(|p| p.json.len() + 1).sum::<usize>());
+        let mut record = String::with_capacity(2 + self.events.iter().map(|p| p.json().len() + 1).sum::<usize>());
         record.push('[');
         for (i, published) in self.events.iter().enumerate() {
             if i > 0 {
                 record.push(',');
             }
-            record.push_str(&published.json);
+            record.push_str(published.json());
         }
         record.push(']');
         batch.insert(TreeId::Feed.key(&event_key(first.event.seq)), record.into_bytes());

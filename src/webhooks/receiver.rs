@@ -44,7 +44,7 @@ impl Receiver {
 /// The body of a delivery: `{"type", "timestamp": the event's `at`, "data": Event}`.
 pub fn delivery_body(event: &Published) -> String {
     let at = serde_json::to_string(&event.event.at).unwrap_or_else(|_| "null".to_owned());
-    format!(r#"{{"type":"{}","timestamp":{at},"data":{}}}"#, event.event.kind.as_str(), event.json)
+    format!(r#"{{"type":"{}","timestamp":{at},"data":{}}}"#, event.event.kind.as_str(), event.json())
 }
 
 /// The headers of one attempt at `event`, signed at `timestamp` (Unix seconds).

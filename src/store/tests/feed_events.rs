@@ -49,7 +49,7 @@ fn a_group_of_webhooks_numbers_its_events_in_order_and_reports_them_once_committ
     assert_eq!(committed.iter().map(|p| p.event.clone()).collect::<Vec<_>>(), stored);
     // The stored record is the JSON readers are sent.
     for (published, event) in committed.iter().zip(&stored) {
-        assert_eq!(published.json, serde_json::to_string(event).unwrap());
+        assert_eq!(published.json(), serde_json::to_string(event).unwrap());
     }
     assert!(store.take_committed_events().is_empty(), "taken once");
 }
