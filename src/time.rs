@@ -130,6 +130,48 @@ impl Timestamp {
 /// `ms` as `YYYY-MM-DDTHH:MM:SS.fffZ`; a year outside 0..=9999 gets more digits or a sign, which is
 /// why only [`Timestamp::to_rfc3339`], on a value in range, may call it.
 fn format_millis(ms: i64) -> String {
+    let mut buffer = [0; RFC3339_LEN];
+    match rfc3339_into(ms, &mut buffer) {
+        Some(text) => text.to_owned(),
+        None => format_wide(ms),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.fffZ`.
+const RFC3339_LEN: usize = 24;
+
+/// The RFC 3339 form of `ms` written into `buffer` without allocating (it is on every stored
+/// record and every event); None for a year outside 0..=9999, which a `Timestamp` never holds.
+fn rfc3339_into(ms: i64, buffer: &mut [u8; RFC3339_LEN]) -> Option<&str> {
+    let millis = ms.rem_euclid(1000);
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let mut put = |at: usize, value: i64, digits: u32| {
+        for i in 0..digits as usize {
+            let place = 10_i64.pow(digits - 1 - i as u32);
+            buffer[at + i] = b'0' + ((value / place) % 10) as u8;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, rem / 3600, 2);
+    put(14, (rem % 3600) / 60, 2);
+    put(17, rem % 60, 2);
+    put(20, millis, 3);
+    for (at, separator) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
+        buffer[at] = separator;
+    }
+    std::str::from_utf8(buffer).ok()
+}
+
+/// The general form, for any year (only reachable from out-of-range values in tests).
+fn format_wide(ms: i64) -> String {
     let millis = ms.rem_euclid(1000);
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -179,13 +221,21 @@ fn parse_after_year(year: i64, tail: &str) -> Option<Timestamp> {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_rfc3339())
+        let mut buffer = [0; RFC3339_LEN];
+        match rfc3339_into(self.0, &mut buffer) {
+            Some(text) => f.write_str(text),
+            None => f.write_str(&format_wide(self.0)),
+        }
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_rfc3339())
+        let mut buffer = [0; RFC3339_LEN];
+        match rfc3339_into(self.0, &mut buffer) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_str(&format_wide(self.0)),
+        }
     }
 }
 
@@ -226,6 +276,27 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_form_is_the_general_form_for_every_year_a_timestamp_holds() {
+        let mut ms = MIN_MILLIS;
+        // A stride that is prime to every calendar period walks all fields through their values.
+        while ms <= MAX_MILLIS {
+            let mut buffer = [0; RFC3339_LEN];
+            assert_eq!(rfc3339_into(ms, &mut buffer), Some(format_wide(ms).as_str()), "{ms}");
+            ms += 1_000_000_007_919;
+        }
+        for ms in [MIN_MILLIS, MAX_MILLIS, 0, -1, 951_782_400_000, 1_718_000_000_045] {
+            let mut buffer = [0; RFC3339_LEN];
+            assert_eq!(rfc3339_into(ms, &mut buffer), Some(format_wide(ms).as_str()), "{ms}");
+        }
+        assert_eq!(rfc3339_into(MAX_MILLIS + 1, &mut [0; RFC3339_LEN]), None);
+        assert_eq!(rfc3339_into(MIN_MILLIS - 1, &mut [0; RFC3339_LEN]), None);
+        assert_eq!(
+            serde_json::to_string(&Timestamp::from_millis(1_718_000_000_045)).unwrap(),
+            r#""2024-06-10T06:13:20.045Z""#
+        );
+    }
 
     #[test]
     fn formats_known_instants() {
