@@ -269,6 +269,21 @@ impl FeedHub {
         self.newest.subscribe()
     }
 
+    /// How many events after `after` match `filter`, when the hub holds all of them (None: some
+    /// are only in the store).
+    pub fn count_matching(&self, after: u64, filter: &EventFilter) -> Option<u64> {
+        let ring = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        if after >= ring.newest {
+            return Some(0);
+        }
+        let oldest = ring.newest + 1 - ring.events.len() as u64;
+        if after + 1 < oldest {
+            return None;
+        }
+        let skip = (after + 1 - oldest) as usize;
+        Some(ring.events.iter().skip(skip).filter(|p| filter.matches(&p.event)).count() as u64)
+    }
+
     /// The events after `after`, at most `limit` of them (see [`Tail`]).
     pub fn after(&self, after: u64, limit: usize) -> Tail {
         let ring = self.inner.read().unwrap_or_else(PoisonError::into_inner);
@@ -356,6 +371,19 @@ mod tests {
         hub.opened_at(5);
         assert!(woken.has_changed().unwrap());
         assert!(matches!(hub.after(3, 10), Tail::Behind { oldest: 6 }));
+    }
+
+    #[test]
+    fn matching_events_are_counted_while_the_hub_holds_them() {
+        let hub = FeedHub::new(4);
+        hub.publish((1..=6).map(published).collect());
+        let everything = EventFilter::default();
+        assert_eq!(hub.count_matching(6, &everything), Some(0));
+        assert_eq!(hub.count_matching(9, &everything), Some(0));
+        assert_eq!(hub.count_matching(3, &everything), Some(3));
+        assert_eq!(hub.count_matching(1, &everything), None, "2 is only in the store");
+        let none = EventFilter { types: vec![EventType::ChannelStatus], ..EventFilter::default() };
+        assert_eq!(hub.count_matching(2, &none), Some(0));
     }
 
     #[test]

@@ -85,6 +85,38 @@ impl Timestamp {
         self.0 >= EARLIEST_EVENT_TIME.0 && self.0 <= received_at.0.saturating_add(MAX_EVENT_LEAD_MILLIS)
     }
 
+    /// Parses an HTTP date in the form RFC 9110 requires senders to use (IMF-fixdate,
+    /// `Sun, 06 Nov 1994 08:49:37 GMT`), as `Retry-After` may carry it. The obsolete RFC 850 and
+    /// asctime forms are not read (None), nor is a weekday that does not match the date.
+    pub fn parse_http_date(text: &str) -> Option<Self> {
+        const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        let b = text.trim().as_bytes();
+        if b.len() != 29 || &b[3..5] != b", " || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || &b[25..] != b" GMT" {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<i64> {
+            let digits = &b[range];
+            digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+        };
+        let (day, year) = (number(5..7)?, number(12..16)?);
+        let month = MONTHS.iter().position(|m| m.as_bytes() == &b[8..11])? as i64 + 1;
+        if b[19] != b':' || b[22] != b':' {
+            return None;
+        }
+        let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+        let days_in_month =
+            days_from_civil(year + i64::from(month == 12), month % 12 + 1, 1) - days_from_civil(year, month, 1);
+        if day < 1 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        if WEEKDAYS[days.rem_euclid(7) as usize].as_bytes() != &b[..3] {
+            return None;
+        }
+        Some(Self::from_secs(days * 86_400 + hour * 3600 + minute * 60 + second.min(59)))
+    }
+
     /// RFC 3339 in UTC with millisecond precision, e.g. `2024-06-10T06:13:20.045Z`. Always a
     /// four-digit year: the type holds nothing outside 0000..=9999.
     pub fn to_rfc3339(self) -> String {
@@ -276,6 +308,37 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_in_the_imf_fixdate_form_are_read_and_others_are_not() {
+        // RFC 9110's own example.
+        assert_eq!(
+            Timestamp::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Timestamp::from_secs(784_111_777))
+        );
+        assert_eq!(
+            Timestamp::parse_http_date(" Wed, 21 Oct 2015 07:28:00 GMT "),
+            Some(Timestamp::from_secs(1_445_412_480))
+        );
+        assert_eq!(
+            Timestamp::parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT"),
+            Some(Timestamp::from_secs(1_709_164_800))
+        );
+        for text in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Thu, 30 Feb 2023 00:00:00 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "120",
+            "",
+            "Sun, 06 Nov 1994 08:49:37 GMT\u{e9}",
+        ] {
+            assert_eq!(Timestamp::parse_http_date(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn the_fast_form_is_the_general_form_for_every_year_a_timestamp_holds() {

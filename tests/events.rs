@@ -823,3 +823,72 @@ async fn filtered_out_webhooks_are_not_in_the_filtered_json_page_but_the_cursor_
         json_events(&client, &daemon, "").await.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(unique.len(), 4 * 10 * 2 + 4, "a received and a conversation event per message, 4 channels");
 }
+
+/// A store whose first `old` webhooks were stored ten days ago (past the default seven-day
+/// retention) and the next `new` just now, written through the library as the daemon would.
+fn store_with_old_events(store: &std::path::Path, old: usize, new: usize) {
+    use parley::platform::{ParseContext, whatsapp};
+    use parley::time::Timestamp;
+    let opened = parley::store::Store::open(store, 8 << 20).expect("open the store");
+    let now = Timestamp::now();
+    let ten_days_ago = now.saturating_add_millis(-10 * 86_400_000);
+    for i in 0..old + new {
+        let at = if i < old { ten_days_ago } else { now };
+        let wamid = format!("wamid.RESET{i:04}");
+        let sender = format!("4915100000{i:03}");
+        let body = whatsapp_messages(&[(&wamid, &sender, "Reset Customer", "hello")]);
+        let ctx = ParseContext { account_id: PHONE_NUMBER_ID, received_at: at };
+        let events = whatsapp::parse_webhook(body.as_bytes(), &ctx).expect("a WhatsApp message");
+        opened.ingest(&events, at).expect("ingest");
+    }
+    opened.flush_blocking().expect("flush");
+}
+
+#[tokio::test]
+async fn a_client_behind_the_retained_events_gets_feed_reset_then_everything_retained() {
+    let daemon = Daemon::start_with(|store| {
+        store_with_old_events(store, 3, 2);
+        base_config(store)
+    });
+    let client = client();
+    // Each webhook is one write of two events (message.received, conversation.updated): 1..=10.
+    // Pruning (200 ms after start) removes the three old writes: events 1 to 6.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, page) = json_page(&client, &daemon, "?limit=1").await;
+        assert_eq!(status, 200, "{page}");
+        if page["events"][0]["seq"] == 7 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old events were not pruned: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The stream: feed.reset first, with an id just before the oldest retained event (so that a
+    // reconnect does not ask for the pruned range again), then every retained event once.
+    let mut stream = Sse::open(&daemon, "", Some(2)).await;
+    let first = loop {
+        match stream.next(Duration::from_secs(10)).await.expect("a first event") {
+            Frame::Comment(_) => {}
+            frame => break frame,
+        }
+    };
+    let Frame::Event { id, event, data } = first else { unreachable!() };
+    assert_eq!((id, event.as_str()), (6, "feed.reset"));
+    assert_eq!(data, json!({ "type": "feed.reset", "data": { "oldest_seq": 7 } }));
+    let events = stream.events_through(10, Duration::from_secs(10)).await;
+    assert_eq!(events.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [7, 8, 9, 10]);
+
+    // The JSON form says the same beside the page.
+    let (status, page) = json_page(&client, &daemon, "?after=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["reset"], json!({ "oldest_seq": 7 }));
+    // (Channel readiness events of the start follow the stored ones.)
+    let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (7..7 + seqs.len() as u64).collect::<Vec<_>>(), "from the oldest retained, without a gap");
+    assert!(seqs.len() >= 4);
+    assert_eq!(page["next"], *seqs.last().unwrap());
+    // A cursor inside the retained range is no reset.
+    let (_, page) = json_page(&client, &daemon, "?after=8").await;
+    assert!(page.get("reset").is_none(), "{page}");
+}

@@ -73,7 +73,9 @@ pub struct ReceiverArgs {
 pub struct ReceiverStatus {
     pub enabled: bool,
     pub last_delivered_seq: u64,
-    /// Events read and not delivered, plus feed events not read yet (before filtering).
+    /// Matching events not delivered yet: those read, and those in the feed after the worker's
+    /// read cursor (counted exactly while they are in the feed hub's memory; beyond it, every
+    /// unread event is counted, matching or not).
     pub pending: u64,
     pub failed: u64,
     /// The newest given-up events, newest first.
@@ -266,7 +268,7 @@ impl ReceiverWorker {
         let now = Self::now_ms();
         // Failed or not, an event a replay asked for while it was in flight stays pending.
         let asked_again = self.replay_in_flight.remove(&seq);
-        match plan::classify(result.status, result.retry_after.as_deref()) {
+        match plan::classify(result.status, result.retry_after.as_deref(), Timestamp::now()) {
             Answer::Delivered if asked_again => {
                 // A replay asked for it while this attempt ran: it goes once more.
                 pending.attempts = 0;
@@ -449,7 +451,7 @@ impl ReceiverWorker {
         ReceiverStatus {
             enabled: self.saved.enabled,
             last_delivered_seq: self.saved.last_delivered_seq,
-            pending: self.queue.len() as u64 + unread,
+            pending: self.queue.len() as u64 + self.feed.count_matching(self.read_to, &self.filter).unwrap_or(unread),
             failed: self.failed_count,
             failed_events: self.failed_recent.iter().cloned().collect(),
             last_error: self.saved.last_error.clone(),

@@ -192,14 +192,8 @@ impl Writer<'_> {
             Some(previous) => previous.event.seq + 1,
             None => self.store().newest_event_seq()? + 1,
         };
-        let event = Event {
-            seq,
-            kind,
-            at: Timestamp::now(),
-            platform,
-            conversation_id: conversation_id.map(str::to_owned),
-            data,
-        };
+        let event =
+            Event { seq, kind, at: self.at(), platform, conversation_id: conversation_id.map(str::to_owned), data };
         let published =
             Published::render(event).map_err(|e| StoreError::Corrupt(format!("cannot encode a feed event: {e}")))?;
         self.pending_events().events.push(published);

@@ -297,7 +297,7 @@ impl Store {
         bodies: &[&[InboundEvent]],
         stored_at: Timestamp,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let mut writer = Writer::new(self);
+        let mut writer = Writer::stored_at(self, stored_at);
         let mut outcomes = Vec::with_capacity(bodies.len());
         for events in bodies {
             let mut outcome = IngestOutcome::default();

@@ -140,7 +140,7 @@ impl Store {
             contacts: Vec::new(),
         }
         .preview();
-        let mut writer = Writer::new(self);
+        let mut writer = Writer::stored_at(self, now);
         // A record that does not decode is rebuilt (as ingest does), so replies still go out.
         let before = match writer.get::<Conversation>(TreeId::Conversations, conversation_id.as_bytes()) {
             Ok(found) => found,

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use super::feed::PendingEvents;
 use super::keyspace::{Keyspace, TreeId};
 use super::{Store, StoreError, encode};
+use crate::time::Timestamp;
 
 /// One tree's pending writes: `None` removes the key.
 type TreeWrites = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -27,16 +28,30 @@ pub(super) struct Writer<'s> {
     new_records: [u64; TreeId::COUNTED.len()],
     /// Feed events of this batch, numbered (see `feed.rs`).
     events: PendingEvents,
+    /// When this write is stored: its events' `at`.
+    at: Timestamp,
 }
 
 impl<'s> Writer<'s> {
+    /// A write stored now.
     pub(super) fn new(store: &'s Store) -> Self {
+        Writer::stored_at(store, Timestamp::now())
+    }
+
+    /// A write stored at `at` (the time the caller gave for the change).
+    pub(super) fn stored_at(store: &'s Store, at: Timestamp) -> Self {
         Writer {
             store,
             writes: HashMap::new(),
             new_records: [0; TreeId::COUNTED.len()],
             events: PendingEvents::default(),
+            at,
         }
+    }
+
+    /// When this write is stored.
+    pub(super) fn at(&self) -> Timestamp {
+        self.at
     }
 
     pub(super) fn store(&self) -> &'s Store {

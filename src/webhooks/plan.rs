@@ -20,6 +20,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use crate::time::Timestamp;
+
 /// The waits before the 2nd, 3rd, ... 10th attempt.
 pub const RETRY_SCHEDULE: [Duration; 9] = [
     Duration::from_secs(5),
@@ -90,19 +92,26 @@ pub enum Answer {
     Failed { status: Option<u16>, retry_after: Option<Duration> },
 }
 
-/// Classifies an HTTP answer (`None`: no answer at all).
-pub fn classify(status: Option<u16>, retry_after: Option<&str>) -> Answer {
+/// Classifies an HTTP answer (`None`: no answer at all) that came at `now`.
+pub fn classify(status: Option<u16>, retry_after: Option<&str>, now: Timestamp) -> Answer {
     match status {
         Some(200..=299) => Answer::Delivered,
         Some(410) => Answer::Gone,
-        status => Answer::Failed { status, retry_after: retry_after.and_then(parse_retry_after) },
+        status => Answer::Failed { status, retry_after: retry_after.and_then(|v| parse_retry_after(v, now)) },
     }
 }
 
-/// `Retry-After` in delay-seconds form (the HTTP-date form is not used by receivers worth the
-/// parser; it is ignored, and the schedule applies).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+/// `Retry-After` as delay-seconds or as an HTTP date (the wait until then, from `now`), at most
+/// `MAX_RETRY_AFTER`; a date in the past is no wait. Anything else is ignored: the schedule applies.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let wait = match value.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = Timestamp::parse_http_date(value)?;
+            Duration::from_millis(u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0))
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// The wait after the `attempts`-th failed attempt (1-based), or `None` when that was the last one
@@ -214,20 +223,24 @@ mod tests {
 
     #[test]
     fn answers_are_classified() {
-        assert_eq!(classify(Some(204), None), Answer::Delivered);
-        assert_eq!(classify(Some(410), Some("5")), Answer::Gone);
+        assert_eq!(classify(Some(204), None, Timestamp::MIN), Answer::Delivered);
+        assert_eq!(classify(Some(410), Some("5"), Timestamp::MIN), Answer::Gone);
         assert_eq!(
-            classify(Some(301), None),
+            classify(Some(301), None, Timestamp::MIN),
             Answer::Failed { status: Some(301), retry_after: None },
             "redirects are failures"
         );
         assert_eq!(
-            classify(Some(429), Some(" 30 ")),
+            classify(Some(429), Some(" 30 "), Timestamp::MIN),
             Answer::Failed { status: Some(429), retry_after: Some(Duration::from_secs(30)) }
         );
-        assert_eq!(classify(None, None), Answer::Failed { status: None, retry_after: None });
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(classify(None, None, Timestamp::MIN), Answer::Failed { status: None, retry_after: None });
+        let now = Timestamp::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO), "in the past");
+        assert_eq!(parse_retry_after("Fri, 21 Oct 2016 07:28:00 GMT", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("999999999", now), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

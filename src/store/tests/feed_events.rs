@@ -105,13 +105,15 @@ fn pruning_removes_only_the_oldest_writes_and_never_the_newest() {
     assert_eq!(store.prune_events(later, 100).unwrap(), 1, "all but the newest record");
     assert_eq!(store.oldest_event_seq().unwrap(), Some(9));
     assert_eq!(store.newest_event_seq().unwrap(), 10);
-    // Nothing is older than an hour ago.
+    // A write stored now is younger than an hour ago; the record before it is not, and it goes.
     let earlier = Timestamp::from_millis(Timestamp::now().as_millis() - 3_600_000);
-    store.ingest(&[text_event("user-1", "m_9", 2_000, "x")], Timestamp::from_millis(5_000)).unwrap();
+    store.ingest(&[text_event("user-1", "m_9", 2_000, "x")], Timestamp::now()).unwrap();
+    assert_eq!(store.prune_events(earlier, 100).unwrap(), 1);
     assert_eq!(store.prune_events(earlier, 100).unwrap(), 0);
     let page = store.events_after(0, 100).unwrap();
-    assert_eq!(page.oldest, Some(9));
-    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [9, 10, 11, 12]);
+    assert_eq!(page.oldest, Some(11));
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12]);
+    assert!(page.events.iter().all(|e| e.at >= earlier), "an event's time is its write's");
 }
 
 #[test]
