@@ -416,6 +416,23 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A body of the real-world corpus (`PARLEY_REALWORLD_WEBHOOKS`, else `../shared/realworld-webhooks`
+/// beside the repository; read at run time, never copied into the tree), or None, said on stderr,
+/// when the corpus is not on this machine.
+#[cfg(test)]
+pub(crate) fn real_world_body(platform: &str, name: &str) -> Option<String> {
+    let dir = std::env::var_os("PARLEY_REALWORLD_WEBHOOKS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld-webhooks"),
+        std::path::PathBuf::from,
+    );
+    if !dir.is_dir() {
+        eprintln!("the real-world webhook corpus is not here; skipped {platform}/{name}");
+        return None;
+    }
+    let path = dir.join(platform).join(name);
+    Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{platform}/{name}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,7 +157,7 @@ fn message_content(message: &Value) -> Option<MessageContent> {
         "video" => media_content("video", message, caption),
         "file" => media_content("file", message, caption),
         // The sticker id has no place in the model and stays in the raw event.
-        "sticker" => media_content("sticker", message, None),
+        "sticker" => media_content("sticker", message, caption),
         "url" => {
             let url = str_field(message, "media")?;
             let mut content = media_content("url", message, None);
@@ -165,20 +165,26 @@ fn message_content(message: &Value) -> Option<MessageContent> {
             content
         }
         "location" => {
-            let place = message.get("location")?;
+            // Coordinates out of range or unreadable leave the place out; the message is still
+            // stored (as a location, with what Viber sent in `raw`), never dropped.
+            let place = message.get("location").filter(|place| place.is_object());
             let mut content = MessageContent::empty(ContentKind::Location);
-            content.location = Some(Location {
-                latitude: json::coordinate(place.get("lat")?, 90.0)?,
-                longitude: json::coordinate(place.get("lon")?, 180.0)?,
-                name: None,
-                address: str_field(place, "address"),
-                url: None,
+            content.text = caption;
+            content.location = place.and_then(|place| {
+                Some(Location {
+                    latitude: json::coordinate(place.get("lat")?, 90.0)?,
+                    longitude: json::coordinate(place.get("lon")?, 180.0)?,
+                    name: None,
+                    address: str_field(place, "address"),
+                    url: None,
+                })
             });
             content
         }
         "contact" => {
             let card = message.get("contact").filter(|card| card.is_object())?;
             let mut content = MessageContent::empty(ContentKind::Contacts);
+            content.text = caption;
             content.contacts.push(SharedContact {
                 name: str_field(card, "name"),
                 phones: str_field(card, "phone_number").into_iter().collect(),
@@ -966,11 +972,35 @@ mod tests {
     }
 
     #[test]
-    fn a_location_without_coordinates_is_kept_as_unknown() {
-        let body = br#"{"event":"message","timestamp":1718000014000,"message_token":5741311803571721107,
-            "sender":{"id":"u1"},"message":{"type":"location","location":{"lat":"north"}}}"#;
-        let events = parse_webhook(body, &ctx()).expect("parses");
-        assert_eq!(events[0].kind, EventKind::Unknown { event_type: "message".into() });
+    fn a_location_without_readable_coordinates_is_still_a_message_with_its_text() {
+        for place in [r#"{"lat":"north"}"#, r#"{"lat":1234,"lon":4312}"#, r#""here""#] {
+            let body = format!(
+                r#"{{"event":"message","timestamp":1718000014000,"message_token":5741311803571721107,
+                "sender":{{"id":"u1"}},"message":{{"type":"location","text":"the shop","location":{place}}}}}"#
+            );
+            let events = parse_webhook(body.as_bytes(), &ctx()).expect("parses");
+            let EventKind::Message { content, platform_message_id, .. } = &events[0].kind else {
+                panic!("{place}: {:?}", events[0].kind)
+            };
+            assert_eq!(platform_message_id, "5741311803571721107");
+            assert_eq!((content.kind, content.location.as_ref()), (ContentKind::Location, None), "{place}");
+            assert_eq!(content.text.as_deref(), Some("the shop"));
+        }
+    }
+
+    #[test]
+    fn stickers_and_contacts_keep_the_text_they_carry() {
+        let sticker = br#"{"event":"message","message_token":5741311803571721108,"sender":{"id":"u1"},
+            "message":{"type":"sticker","sticker_id":46105,"text":"for you"}}"#;
+        let contact = br#"{"event":"message","message_token":5741311803571721109,"sender":{"id":"u1"},
+            "message":{"type":"contact","text":"my colleague","contact":{"name":"Itamar","phone_number":"+972511123123"}}}"#;
+        for (body, kind, text) in
+            [(&sticker[..], ContentKind::Media, "for you"), (&contact[..], ContentKind::Contacts, "my colleague")]
+        {
+            let events = parse_webhook(body, &ctx()).expect("parses");
+            let EventKind::Message { content, .. } = &events[0].kind else { panic!("{:?}", events[0].kind) };
+            assert_eq!((content.kind, content.text.as_deref()), (kind, Some(text)));
+        }
     }
 
     #[test]
@@ -1106,11 +1136,10 @@ mod tests {
 
     #[test]
     fn hostile_shapes_never_panic_and_become_unknown() {
-        let bodies: [&[u8]; 7] = [
+        let bodies: [&[u8]; 6] = [
             br#"{"event":"message","message_token":1.5,"sender":{"id":"u"},"message":{"type":"text","text":"x"}}"#,
             br#"{"event":"message","message_token":1,"sender":"u","message":{"type":"text"}}"#,
             br#"{"event":"message","message_token":1,"sender":{"id":"u"},"message":{"type":7}}"#,
-            br#"{"event":"message","message_token":-1,"sender":{"id":"u"},"message":{"type":"location","location":{"lat":1e300,"lon":0}}}"#,
             br#"{"event":"conversation_started","user":null,"subscribed":"yes"}"#,
             br#"{"event":"subscribed","user":{"id":""},"timestamp":"tomorrow"}"#,
             br#"{"event":"","timestamp":-5}"#,
@@ -1120,6 +1149,12 @@ mod tests {
             assert_eq!(events.len(), 1);
             assert!(matches!(events[0].kind, EventKind::Unknown { .. }), "{:?}", events[0].kind);
         }
+        // A location whose coordinates make no sense is still the user's message (its place left out).
+        let far = br#"{"event":"message","message_token":-1,"sender":{"id":"u"},"message":{"type":"location","location":{"lat":1e300,"lon":0}}}"#;
+        let events = parse_webhook(far, &ctx()).expect("parses");
+        assert!(
+            matches!(&events[0].kind, EventKind::Message { content, .. } if content.kind == ContentKind::Location && content.location.is_none())
+        );
     }
 
     // --- sending ------------------------------------------------------------------------------

@@ -97,6 +97,17 @@ fn change_events(
         .unwrap_or_else(|| ctx.account_id.to_owned());
 
     let field = str_field(change, "field");
+    if let Some(value) = value.filter(|_| field.as_deref() == Some("smb_message_echoes")) {
+        // Coexistence: what the business sent from the WhatsApp Business app on the same number.
+        let echoes = value.get("message_echoes").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        if echoes.is_empty() {
+            events.push(unknown_event("smb_message_echoes.empty".into(), account_id, None, ctx.received_at, change));
+            return;
+        }
+        let names = contact_names(value);
+        events.extend(echoes.iter().map(|echo| echo_event(echo, &account_id, &names, ctx)));
+        return;
+    }
     let Some(value) = value.filter(|_| field.as_deref() == Some("messages")) else {
         let event_type = field.unwrap_or_else(|| "change".into());
         events.push(unknown_event(event_type, account_id, None, ctx.received_at, change));
@@ -175,6 +186,32 @@ fn message_event(
             content: message_content(message),
         },
         raw: message.clone(),
+    }
+}
+
+/// One `message_echoes[]` element of `smb_message_echoes`: a message the business sent from the
+/// WhatsApp Business app, stored as outbound in the conversation with its recipient (`to`, or the
+/// recipient's business-scoped id when the number is withheld).
+fn echo_event(echo: &Value, account_id: &str, names: &HashMap<String, String>, ctx: &ParseContext<'_>) -> InboundEvent {
+    let to = id_field(echo, "to").or_else(|| id_field(echo, "to_user_id"));
+    let occurred_at = event_time_field(echo, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
+    let (Some(to), Some(wamid)) = (to, id_field(echo, "id")) else {
+        return unknown_event("message_echo.malformed".into(), account_id.to_owned(), None, occurred_at, echo);
+    };
+    InboundEvent {
+        platform: Platform::Whatsapp,
+        account_id: account_id.to_owned(),
+        contact_id: Some(to.clone()),
+        contact_name: names.get(&to).cloned(),
+        sender_id: Some(account_id.to_owned()),
+        dedup_key: format!("wamid:{wamid}"),
+        occurred_at,
+        kind: EventKind::Message {
+            direction: Direction::Outbound,
+            platform_message_id: wamid,
+            content: message_content(echo),
+        },
+        raw: echo.clone(),
     }
 }
 
@@ -272,6 +309,12 @@ fn shared_contact(card: &Value) -> SharedContact {
 fn interactive_content(interactive: &Value) -> MessageContent {
     let reply_type = interactive.get("type").and_then(Value::as_str).unwrap_or_default();
     let reply = interactive.get(reply_type).unwrap_or(&Value::Null);
+    if reply_type == "nfm_reply" {
+        // A WhatsApp Flow's answer: what the user saw (`body`) and what they filled in (`response_json`).
+        let mut content = text_content(ContentKind::InteractiveReply, str_field(reply, "body"));
+        content.payload = str_field(reply, "response_json");
+        return content;
+    }
     let mut content = text_content(ContentKind::InteractiveReply, str_field(reply, "title"));
     content.payload = id_field(reply, "id");
     content
@@ -585,6 +628,41 @@ mod tests {
     fn element(body: &str, change: usize, list: &str, item: usize) -> Value {
         let root: Value = serde_json::from_str(body).expect("fixture is JSON");
         root["entry"][0]["changes"][change]["value"][list][item].clone()
+    }
+
+    #[test]
+    fn a_flow_reply_keeps_its_body_as_text_and_its_response_json_as_payload() {
+        let Some(body) = crate::platform::real_world_body("whatsapp", "pywa__flow_nfm_reply.json") else { return };
+        let events = parse(&body);
+        let (wamid, content) = message(&events[0]);
+        assert_eq!(wamid, "wamid.wegrchytvwcggt==");
+        assert_eq!((content.kind, content.text.as_deref()), (ContentKind::InteractiveReply, Some("Sent")));
+        let response: Value = serde_json::from_str(content.payload.as_deref().expect("the response JSON")).unwrap();
+        assert_eq!(response["delivery_rating"], "4");
+        assert_eq!(content.reply_to.as_deref(), Some("wamid.gvwegfretge=="));
+    }
+
+    #[test]
+    fn an_echo_from_the_business_app_is_an_outbound_message_to_its_recipient() {
+        let Some(body) = crate::platform::real_world_body("whatsapp", "pywa__smb_echo_text.json") else { return };
+        let events = parse(&body);
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        let EventKind::Message { direction, platform_message_id, content } = &event.kind else {
+            panic!("{:?}", event.kind)
+        };
+        assert_eq!((*direction, platform_message_id.as_str()), (Direction::Outbound, "<WHATSAPP_MESSAGE_ID>"));
+        assert_eq!(content.text.as_deref(), Some("Test message"));
+        assert_eq!(event.contact_id.as_deref(), Some("<WHATSAPP_USER_PHONE_NUMBER>"));
+        assert_eq!(event.account_id, "1122334455667");
+        assert_eq!(event.sender_id.as_deref(), Some("1122334455667"));
+        assert_eq!(event.raw, element(&body, 0, "message_echoes", 0));
+        // Without the number, the recipient's business-scoped id is the conversation.
+        let without_number = body.replace(r#""to": "<WHATSAPP_USER_PHONE_NUMBER>","#, "");
+        assert_eq!(parse(&without_number)[0].contact_id.as_deref(), Some("<BSUID>"));
+        // An echo change without echoes is kept, not dropped.
+        let empty = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"smb_message_echoes","value":{"metadata":{"phone_number_id":"1"},"message_echoes":[]}}]}]}"#;
+        assert_eq!(unknown_type(&parse(empty)[0]), "smb_message_echoes.empty");
     }
 
     // --- signature and handshake (Meta's, shared with Messenger) -------------------------------
