@@ -344,6 +344,10 @@ pub struct InboundEvent {
     pub contact_id: Option<String>,
     /// A display name for the contact when the platform gives one.
     pub contact_name: Option<String>,
+    /// The contact's other id on platforms that give two for one person (WhatsApp: the
+    /// business-scoped user id beside the phone number). The store keeps one conversation per
+    /// person whichever of the two a webhook carries (`store/contacts.rs`).
+    pub contact_alias: Option<String>,
     /// Who produced the event: the contact, our own account (echoes), or a LinkedIn commenter.
     pub sender_id: Option<String>,
     /// Unique per platform for this event; a redelivery carries the same key (PLATFORMS.md x.5).

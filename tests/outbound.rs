@@ -220,6 +220,51 @@ async fn a_reply_on_each_platform_is_the_documented_request_and_becomes_delivere
     }
 }
 
+/// A WhatsApp text from a user who withholds their number: only the business-scoped id, as Meta
+/// sends it since 2026 for users who adopted a username.
+fn whatsapp_from_username(wamid: &str, bsuid: &str, text: &str) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID },
+            "contacts": [{ "profile": { "name": "Ana", "username": "@ana.souza" }, "user_id": bsuid }],
+            "messages": [{ "from_user_id": bsuid, "id": wamid, "timestamp": "1718000000", "type": "text", "text": { "body": text } }]
+        }}]}]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_customer_known_only_by_a_business_scoped_id_is_answered_and_the_receipts_come_back() {
+    const BSUID: &str = "US.13491208655302741918";
+    let lp = Loop::start(Rates::default(), &[]);
+    let (status, answer) =
+        post_signed(&lp.client, &lp.daemon, "whatsapp", &whatsapp_from_username("wamid.USERNAME1", BSUID, "Oi!")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, list) = api_get(&lp.client, &lp.daemon, "/api/conversations?platform=whatsapp").await;
+    let conversations = list["conversations"].as_array().unwrap();
+    assert_eq!(conversations.len(), 1, "{list}");
+    assert_eq!(conversations[0]["contact_id"], BSUID);
+    assert_eq!(conversations[0]["contact_name"], "Ana");
+    assert_eq!(conversations[0]["last_message_text"], "Oi!");
+
+    let reply = lp.reply(conversations[0]["id"].as_str().unwrap(), "Olá, Ana!").await;
+    let done = lp.wait_for(&reply, &["read"], Duration::from_secs(15)).await;
+    assert!(done["platform_message_id"].as_str().unwrap().starts_with("wamid."));
+    let sent = lp.sends("whatsapp").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0]["body"],
+        json!({"messaging_product":"whatsapp","recipient_type":"individual","recipient":BSUID,"type":"text",
+               "text":{"preview_url":false,"body":"Olá, Ana!"},"biz_opaque_callback_data":reply})
+    );
+    // A message to the same person through the API, by that id, is the same conversation.
+    lp.send_to("whatsapp", BSUID, "Seu pedido saiu.").await;
+    let (_, list) = api_get(&lp.client, &lp.daemon, "/api/conversations?platform=whatsapp").await;
+    assert_eq!(list["conversations"].as_array().unwrap().len(), 1, "{list}");
+}
+
 #[tokio::test]
 async fn six_hundred_messenger_replies_at_40_per_second_never_exceed_the_limit() {
     let lp = Loop::start(Rates::default(), &["--no-receipts"]);

@@ -1043,6 +1043,7 @@ mod tests {
 
     fn event(contact: usize, mid: &str) -> InboundEvent {
         InboundEvent {
+            contact_alias: None,
             platform: Platform::Facebook,
             account_id: "page".into(),
             contact_id: Some(format!("user-{contact}")),

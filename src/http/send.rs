@@ -97,10 +97,14 @@ fn normalise_recipient(platform: Platform, to: &str) -> Result<String, String> {
         return Err("`to` is empty".into());
     }
     match platform {
+        // A user who withholds their number is known by a business-scoped id, kept as it is.
+        Platform::Whatsapp if crate::platform::whatsapp::is_business_scoped_user_id(to) => Ok(to.to_owned()),
         Platform::Whatsapp => {
             let digits: String = to.chars().filter(|c| !matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')).collect();
             if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("`{to}` is not a phone number in international form (e.g. +5511987654321)"));
+                return Err(format!(
+                    "`{to}` is not a phone number in international form (e.g. +5511987654321) or a business-scoped user id (e.g. US.13491208655302741918)"
+                ));
             }
             Ok(digits)
         }

@@ -216,6 +216,7 @@ fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) 
         _ => occurred_at,
     };
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Facebook,
         account_id: parties.account_id,
         contact_id: parties.contact_id,
@@ -242,6 +243,7 @@ fn account_or_default(account_id: Option<String>, ctx: &ParseContext<'_>) -> Str
 /// An event we keep but do not model, keyed by its content so a redelivery is recognised.
 fn unknown_event(event_type: String, parties: Parties, occurred_at: Timestamp, raw: &Value) -> InboundEvent {
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Facebook,
         account_id: parties.account_id,
         contact_id: parties.contact_id,

@@ -100,6 +100,7 @@ pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundE
 /// A whole body of a type we do not model, kept as one event for quarantine.
 fn unknown_body(body_type: String, envelope: Value, ctx: &ParseContext<'_>) -> InboundEvent {
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Linkedin,
         account_id: ctx.account_id.to_owned(),
         contact_id: None,
@@ -125,6 +126,7 @@ fn parse_notification(notification: &Value, ctx: &ParseContext<'_>) -> InboundEv
     }
     .unwrap_or_else(|| Classified::unknown(action, notification));
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Linkedin,
         // Each notification names the organization it is about; one app may serve several.
         account_id: id_field(notification, "organizationalEntity").unwrap_or_else(|| ctx.account_id.to_owned()),

@@ -92,6 +92,7 @@ pub fn parse_webhook(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<InboundE
     .unwrap_or_else(|| Classified::unknown(event_type, &callback));
 
     Ok(vec![InboundEvent {
+        contact_alias: None,
         platform: Platform::Viber,
         // Viber bodies never name the bot they were sent to.
         account_id: ctx.account_id.to_owned(),

@@ -126,16 +126,50 @@ fn change_events(
     events.extend(errors.iter().map(|error| error_event(error, &account_id, ctx)));
 }
 
-/// Display names by `wa_id`. Matched by id, never by position: one body may carry several senders.
-fn contact_names(value: &Value) -> HashMap<String, String> {
-    let contacts = value.get("contacts").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+/// What `contacts[]` says of each sender, by `wa_id` and by business-scoped `user_id`. Matched by
+/// id, never by position: one body may carry several senders.
+#[derive(Default)]
+struct Contacts {
+    names: HashMap<String, String>,
+    user_ids: HashMap<String, String>,
+}
+
+impl Contacts {
+    /// The display name (or, without one, the username) for either id.
+    fn name(&self, ids: &[Option<&String>]) -> Option<String> {
+        ids.iter().flatten().find_map(|id| self.names.get(*id)).cloned()
+    }
+}
+
+fn contact_names(value: &Value) -> Contacts {
+    let mut contacts = Contacts::default();
+    for contact in value.get("contacts").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
+        let profile = contact.get("profile");
+        let name = profile.and_then(|p| str_field(p, "name").or_else(|| str_field(p, "username")));
+        let (wa_id, user_id) = (id_field(contact, "wa_id"), id_field(contact, "user_id"));
+        if let (Some(wa_id), Some(user_id)) = (&wa_id, &user_id) {
+            contacts.user_ids.insert(wa_id.clone(), user_id.clone());
+        }
+        if let Some(name) = name {
+            for id in [wa_id, user_id].into_iter().flatten() {
+                contacts.names.insert(id, name.clone());
+            }
+        }
+    }
     contacts
-        .iter()
-        .filter_map(|contact| {
-            let name = contact.get("profile").and_then(|p| str_field(p, "name"))?;
-            Some((id_field(contact, "wa_id")?, name))
-        })
-        .collect()
+}
+
+/// A person's ids in a message or an echo: the number (`number_key`) and the business-scoped id
+/// (`user_key`, else what `contacts[]` pairs with the number). The conversation is keyed by the
+/// number when there is one; the other id rides along as the alias.
+fn person(element: &Value, number_key: &str, user_key: &str, contacts: &Contacts) -> (Option<String>, Option<String>) {
+    let number = id_field(element, number_key);
+    let user_id =
+        id_field(element, user_key).or_else(|| number.as_ref().and_then(|n| contacts.user_ids.get(n).cloned()));
+    match number {
+        Some(number) => (Some(number), user_id),
+        None => (user_id, None),
+    }
 }
 
 /// An element we keep but do not model, keyed by its content so a redelivery is recognised.
@@ -147,6 +181,7 @@ fn unknown_event(
     raw: &Value,
 ) -> InboundEvent {
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Whatsapp,
         account_id,
         contact_id: contact_id.clone(),
@@ -159,14 +194,10 @@ fn unknown_event(
     }
 }
 
-/// One inbound `messages[]` element; without a sender or a wamid it is kept as `Unknown`.
-fn message_event(
-    message: &Value,
-    account_id: &str,
-    names: &HashMap<String, String>,
-    ctx: &ParseContext<'_>,
-) -> InboundEvent {
-    let from = id_field(message, "from");
+/// One inbound `messages[]` element; without a sender (a number or a business-scoped id) or a
+/// wamid it is kept as `Unknown`.
+fn message_event(message: &Value, account_id: &str, contacts: &Contacts, ctx: &ParseContext<'_>) -> InboundEvent {
+    let (from, alias) = person(message, "from", "from_user_id", contacts);
     // A missing or implausible time (json::event_time) dates the message by its arrival.
     let occurred_at = event_time_field(message, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
     let (Some(from), Some(wamid)) = (from.clone(), id_field(message, "id")) else {
@@ -176,7 +207,8 @@ fn message_event(
         platform: Platform::Whatsapp,
         account_id: account_id.to_owned(),
         contact_id: Some(from.clone()),
-        contact_name: names.get(&from).cloned(),
+        contact_alias: alias.clone(),
+        contact_name: contacts.name(&[Some(&from), alias.as_ref()]),
         sender_id: Some(from),
         dedup_key: format!("wamid:{wamid}"),
         occurred_at,
@@ -192,8 +224,8 @@ fn message_event(
 /// One `message_echoes[]` element of `smb_message_echoes`: a message the business sent from the
 /// WhatsApp Business app, stored as outbound in the conversation with its recipient (`to`, or the
 /// recipient's business-scoped id when the number is withheld).
-fn echo_event(echo: &Value, account_id: &str, names: &HashMap<String, String>, ctx: &ParseContext<'_>) -> InboundEvent {
-    let to = id_field(echo, "to").or_else(|| id_field(echo, "to_user_id"));
+fn echo_event(echo: &Value, account_id: &str, contacts: &Contacts, ctx: &ParseContext<'_>) -> InboundEvent {
+    let (to, alias) = person(echo, "to", "to_user_id", contacts);
     let occurred_at = event_time_field(echo, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
     let (Some(to), Some(wamid)) = (to, id_field(echo, "id")) else {
         return unknown_event("message_echo.malformed".into(), account_id.to_owned(), None, occurred_at, echo);
@@ -202,7 +234,8 @@ fn echo_event(echo: &Value, account_id: &str, names: &HashMap<String, String>, c
         platform: Platform::Whatsapp,
         account_id: account_id.to_owned(),
         contact_id: Some(to.clone()),
-        contact_name: names.get(&to).cloned(),
+        contact_alias: alias.clone(),
+        contact_name: contacts.name(&[Some(&to), alias.as_ref()]),
         sender_id: Some(account_id.to_owned()),
         dedup_key: format!("wamid:{wamid}"),
         occurred_at,
@@ -322,13 +355,15 @@ fn interactive_content(interactive: &Value) -> MessageContent {
 
 /// One `statuses[]` element: a receipt for a message we sent.
 fn status_event(status: &Value, account_id: &str, ctx: &ParseContext<'_>) -> InboundEvent {
-    let recipient = id_field(status, "recipient_id");
+    // A user who withholds the number is named by the business-scoped id alone.
+    let recipient = id_field(status, "recipient_id").or_else(|| id_field(status, "recipient_user_id"));
     let occurred_at = event_time_field(status, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
     let status_name = str_field(status, "status");
     let receipt_kind = match status_name.as_deref() {
         Some("sent") => Some(ReceiptKind::Sent),
         Some("delivered") => Some(ReceiptKind::Delivered),
-        Some("read") => Some(ReceiptKind::Read),
+        // `played`: a voice message was listened to, which is past being read.
+        Some("read" | "played") => Some(ReceiptKind::Read),
         Some("failed") => Some(ReceiptKind::Failed),
         _ => None,
     };
@@ -337,6 +372,7 @@ fn status_event(status: &Value, account_id: &str, ctx: &ParseContext<'_>) -> Inb
         let event_type = format!("status.{}", status_name.as_deref().unwrap_or("malformed"));
         // As for known statuses: the recipient is the conversation, but not the sender.
         return InboundEvent {
+            contact_alias: None,
             sender_id: None,
             ..unknown_event(event_type, account_id.to_owned(), recipient, occurred_at, status)
         };
@@ -346,6 +382,7 @@ fn status_event(status: &Value, account_id: &str, ctx: &ParseContext<'_>) -> Inb
         _ => None,
     };
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Whatsapp,
         account_id: account_id.to_owned(),
         contact_id: recipient,
@@ -384,6 +421,7 @@ fn error_event(error: &Value, account_id: &str, ctx: &ParseContext<'_>) -> Inbou
         .or_else(|| str_field(error, "message"))
         .unwrap_or_default();
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Whatsapp,
         account_id: account_id.to_owned(),
         contact_id: None,
@@ -413,7 +451,13 @@ const MAINTENANCE_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// `biz_opaque_callback_data` carries our id so the status webhooks can be matched back, and
 /// `reply_to` becomes `context.message_id` (a quoted reply).
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
-    let to = normalise_recipient(&message.recipient)?;
+    // A user known only by their business-scoped id is addressed by `recipient`, a number by `to`
+    // (Meta, "Business-scoped user IDs": `to` is required unless `recipient` is given).
+    let (recipient_field, to) = if is_business_scoped_user_id(message.recipient.trim()) {
+        ("recipient", message.recipient.trim().to_owned())
+    } else {
+        ("to", normalise_recipient(&message.recipient)?)
+    };
     if message.attachments.len() > 1 {
         return Err(BuildError::Unsupported(format!(
             "WhatsApp takes one attachment per message; send the {} attachments as separate messages",
@@ -443,15 +487,33 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
     let mut body = json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": to,
         "type": message_type,
         "biz_opaque_callback_data": message.id,
     });
+    body[recipient_field] = Value::String(to);
     body[message_type] = content;
     if let Some(reply_to) = message.reply_to.as_deref().filter(|id| !id.is_empty()) {
         body["context"] = json!({ "message_id": reply_to });
     }
     Ok(facebook::graph_post(ctx, &body))
+}
+
+/// A business-scoped user id (BSUID): a two-letter country code, a dot, then alphanumerics (up to
+/// 128), e.g. `US.13491208655302741918`; a parent BSUID has `ENT.` after the country
+/// (`US.ENT.11815799212886844830`). A phone number never has a letter, so the two cannot be confused.
+pub fn is_business_scoped_user_id(id: &str) -> bool {
+    let mut parts = id.split('.');
+    let country = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    let alphanumeric =
+        |part: &&str| !part.is_empty() && part.len() <= 128 && part.bytes().all(|b| b.is_ascii_alphanumeric());
+    country.len() == 2
+        && country.bytes().all(|b| b.is_ascii_uppercase())
+        && match rest.as_slice() {
+            [id] => alphanumeric(id),
+            ["ENT", id] => alphanumeric(id),
+            _ => false,
+        }
 }
 
 /// The recipient as the Cloud API wants it: digits only, country code first. A leading `+` and spaces
@@ -968,6 +1030,98 @@ mod tests {
         assert_eq!(events[5].contact_id.as_deref(), Some(ANA));
         assert_eq!(events[5].raw, element(body, 0, "statuses", 5));
         assert!(events[5].dedup_key.starts_with("unknown:"));
+    }
+
+    const BSUID: &str = "US.13491208655302741918";
+
+    /// A one-message body from a user whose ids are given as `sender` (message fields) and
+    /// `contact` (the `contacts[]` element).
+    fn from_user(sender: &str, contact: &str) -> String {
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{
+            "messaging_product":"whatsapp","metadata":{{"phone_number_id":"{PHONE_NUMBER_ID}"}},
+            "contacts":[{contact}],
+            "messages":[{{{sender},"id":"wamid.BSUID1","timestamp":"1718000000","type":"text","text":{{"body":"hi"}}}}]}}}}]}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_user_who_withholds_the_number_is_known_by_the_business_scoped_id() {
+        let body = from_user(
+            &format!(r#""from_user_id":"{BSUID}""#),
+            &format!(r#"{{"profile":{{"username":"@ana.souza"}},"user_id":"{BSUID}"}}"#),
+        );
+        let events = parse(&body);
+        let (wamid, content) = message(&events[0]);
+        assert_eq!((wamid, content.text.as_deref()), ("wamid.BSUID1", Some("hi")));
+        assert_eq!(events[0].contact_id.as_deref(), Some(BSUID));
+        assert_eq!(events[0].sender_id.as_deref(), Some(BSUID));
+        assert_eq!(events[0].contact_alias, None);
+        assert_eq!(events[0].contact_name.as_deref(), Some("@ana.souza"), "the username, without a name");
+    }
+
+    #[test]
+    fn a_number_and_a_business_scoped_id_are_the_contact_and_its_alias() {
+        // In the message itself, or paired with the number in contacts[] (pywa's shape).
+        for (sender, contact) in [
+            (
+                format!(r#""from":"{ANA}","from_user_id":"{BSUID}""#),
+                format!(r#"{{"profile":{{"name":"Ana"}},"wa_id":"{ANA}"}}"#),
+            ),
+            (
+                format!(r#""from":"{ANA}""#),
+                format!(r#"{{"profile":{{"name":"Ana"}},"wa_id":"{ANA}","user_id":"{BSUID}"}}"#),
+            ),
+        ] {
+            let events = parse(&from_user(&sender, &contact));
+            assert_eq!(events[0].contact_id.as_deref(), Some(ANA), "{sender}");
+            assert_eq!(events[0].contact_alias.as_deref(), Some(BSUID), "{sender}");
+            assert_eq!(events[0].contact_name.as_deref(), Some("Ana"));
+        }
+        // Neither: not a message of anyone's.
+        let events = parse(&from_user(r#""context":{}"#, "{}"));
+        assert_eq!(unknown_type(&events[0]), "message.malformed");
+    }
+
+    #[test]
+    fn played_is_read_and_a_status_names_a_user_by_the_business_scoped_id_without_the_number() {
+        let Some(body) = crate::platform::real_world_body("whatsapp", "pywa__status_played.json") else { return };
+        let events = parse(&body);
+        assert_eq!(receipt(&events[0]).kind, ReceiptKind::Read);
+        let status = |fields: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{
+                "metadata":{{"phone_number_id":"{PHONE_NUMBER_ID}"}},"statuses":[{{"id":"wamid.OUT1","status":"delivered","timestamp":"1718000000",{fields}}}]}}}}]}}]}}"#
+            )
+        };
+        let events = parse(&status(&format!(r#""recipient_user_id":"{BSUID}""#)));
+        assert_eq!(receipt(&events[0]).kind, ReceiptKind::Delivered);
+        assert_eq!(events[0].contact_id.as_deref(), Some(BSUID));
+        let events = parse(&status(&format!(r#""recipient_id":"{ANA}","recipient_user_id":"{BSUID}""#)));
+        assert_eq!(events[0].contact_id.as_deref(), Some(ANA));
+    }
+
+    #[test]
+    fn business_scoped_ids_are_told_from_numbers() {
+        for id in [BSUID, "US.ENT.11815799212886844830", "BR.a1B2"] {
+            assert!(is_business_scoped_user_id(id), "{id}");
+        }
+        for id in
+            ["5511987654321", "+55 11 98765-4321", "us.123", "USA.123", "US.", "US.12.34", "US.ENT.", "US.12-3", ""]
+        {
+            assert!(!is_business_scoped_user_id(id), "{id}");
+        }
+        assert!(!is_business_scoped_user_id(&format!("US.{}", "1".repeat(129))));
+    }
+
+    #[test]
+    fn a_reply_to_a_business_scoped_id_goes_by_recipient_not_to() {
+        let mut message = outbound(Some("hello"), vec![]);
+        message.recipient = BSUID.into();
+        let body = json_body(&build(&message).expect("builds"));
+        assert_eq!(body["recipient"], BSUID);
+        assert!(body.get("to").is_none(), "{body}");
+        assert_eq!(body["text"]["body"], "hello");
     }
 
     #[test]

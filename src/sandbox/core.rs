@@ -387,7 +387,7 @@ impl Sandbox {
                     200,
                     &json!({
                         "messaging_product": "whatsapp",
-                        "contacts": [{ "input": to, "wa_id": graph::wa_id(&to) }],
+                        "contacts": [whatsapp_send_contact(&to)],
                         "messages": [{ "id": wamid, "message_status": "accepted" }],
                     }),
                 );
@@ -857,3 +857,14 @@ fn strip_scheme(value: &str, scheme: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The `contacts[0]` of a Cloud API send answer: the input as given, the `wa_id` when it was a
+/// number, and the user's business-scoped id.
+fn whatsapp_send_contact(to: &str) -> serde_json::Value {
+    let wa_id = graph::wa_id(to);
+    if crate::platform::whatsapp::is_business_scoped_user_id(&wa_id) {
+        json!({ "input": to, "user_id": wa_id })
+    } else {
+        json!({ "input": to, "wa_id": wa_id, "user_id": super::webhooks::business_scoped_id(&wa_id) })
+    }
+}

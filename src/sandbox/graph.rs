@@ -273,14 +273,24 @@ pub fn validate_whatsapp(body: &[u8]) -> Result<WhatsappSend, GraphError> {
         }
         return Ok(WhatsappSend::MarkRead);
     }
-    let to = root
-        .get("to")
-        .and_then(id_text)
-        .filter(|to| !to.is_empty())
-        .ok_or_else(|| param("The parameter to is required.".into()))?;
-    if !to.trim_start_matches('+').chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')')) {
-        return Err(param(format!("Param to is not a valid phone number: {to}")));
-    }
+    // `to` (a number) or `recipient` (a business-scoped user id); with both, the number wins.
+    let to = root.get("to").and_then(id_text).filter(|to| !to.is_empty());
+    let recipient = root.get("recipient").and_then(Value::as_str).filter(|r| !r.is_empty());
+    let to = match (to, recipient) {
+        (Some(to), _) => {
+            if !to.trim_start_matches('+').chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '(' | ')')) {
+                return Err(param(format!("Param to is not a valid phone number: {to}")));
+            }
+            to
+        }
+        (None, Some(recipient)) => {
+            if !crate::platform::whatsapp::is_business_scoped_user_id(recipient) {
+                return Err(param(format!("Param recipient is not a valid business-scoped user ID: {recipient}")));
+            }
+            recipient.to_owned()
+        }
+        (None, None) => return Err(param("The parameter to is required.".into())),
+    };
     if let Some(recipient_type) = root.get("recipient_type")
         && recipient_type.as_str() != Some("individual")
     {
@@ -358,6 +368,9 @@ pub fn media_sha256(id: &str) -> String {
 
 /// The canonical WhatsApp id of a number as written in `to`: its digits.
 pub fn wa_id(to: &str) -> String {
+    if crate::platform::whatsapp::is_business_scoped_user_id(to) {
+        return to.to_owned();
+    }
     to.chars().filter(char::is_ascii_digit).collect()
 }
 

@@ -107,12 +107,42 @@ fn whatsapp_envelope(number: &WhatsappNumber<'_>, members: &str) -> String {
 }
 
 fn whatsapp_inbound(number: &WhatsappNumber<'_>, from: &str, name: &str, message: &str) -> String {
-    let members = format!(
-        r#""contacts":[{{"profile":{{"name":{}}},"wa_id":{}}}],"messages":[{message}]"#,
-        meta(name),
-        meta(from)
-    );
+    let members = format!(r#""contacts":[{}],"messages":[{message}]"#, whatsapp_contact(from, Some(name)));
     whatsapp_envelope(number, &members)
+}
+
+/// The business-scoped user id (BSUID) the sandbox gives a phone number: stable per number, in
+/// Meta's form (two letters, a dot, digits; `ZZ` is no country).
+pub fn business_scoped_id(phone: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(phone.as_bytes());
+    let number = u64::from_be_bytes(digest[..8].try_into().expect("eight bytes"));
+    format!("ZZ.{number:020}")
+}
+
+/// A user's ids as today's webhooks carry them: a number (`wa_id`) and its BSUID (`user_id`), or
+/// only the BSUID for a user who withholds the number (`who` is then the BSUID).
+fn whatsapp_ids(who: &str) -> (Option<String>, String) {
+    if crate::platform::whatsapp::is_business_scoped_user_id(who) {
+        (None, who.to_owned())
+    } else {
+        (Some(who.to_owned()), business_scoped_id(who))
+    }
+}
+
+/// One `contacts[]` element for `who`.
+fn whatsapp_contact(who: &str, name: Option<&str>) -> String {
+    let (number, user_id) = whatsapp_ids(who);
+    let profile = name.map(|name| format!(r#""profile":{{"name":{}}},"#, meta(name))).unwrap_or_default();
+    let wa_id = number.map(|n| format!(r#""wa_id":{},"#, meta(&n))).unwrap_or_default();
+    format!(r#"{{{profile}{wa_id}"user_id":{}}}"#, meta(&user_id))
+}
+
+/// A message's sender fields: `"from"` (when the number is known) and `"from_user_id"`.
+fn whatsapp_sender(who: &str) -> String {
+    let (number, user_id) = whatsapp_ids(who);
+    let from = number.map(|n| format!(r#""from":{},"#, meta(&n))).unwrap_or_default();
+    format!(r#"{from}"from_user_id":{}"#, meta(&user_id))
 }
 
 /// WhatsApp: `from` (a wa_id) wrote `text`. `at_secs` is Unix seconds, sent as a string as Meta does.
@@ -125,8 +155,8 @@ pub fn whatsapp_text(
     at_secs: i64,
 ) -> String {
     let message = format!(
-        r#"{{"from":{},"id":{},"timestamp":"{at_secs}","text":{{"body":{}}},"type":"text"}}"#,
-        meta(from),
+        r#"{{{},"id":{},"timestamp":"{at_secs}","text":{{"body":{}}},"type":"text"}}"#,
+        whatsapp_sender(from),
         meta(wamid),
         meta(text)
     );
@@ -146,8 +176,8 @@ pub fn whatsapp_image(
     let caption = caption.map(|c| format!(r#","caption":{}"#, meta(c))).unwrap_or_default();
     let sha256 = super::graph::media_sha256(media_id);
     let message = format!(
-        r#"{{"from":{},"id":{},"timestamp":"{at_secs}","type":"image","image":{{"mime_type":"image/jpeg","sha256":{},"id":{}{caption}}}}}"#,
-        meta(from),
+        r#"{{{},"id":{},"timestamp":"{at_secs}","type":"image","image":{{"mime_type":"image/jpeg","sha256":{},"id":{}{caption}}}}}"#,
+        whatsapp_sender(from),
         meta(wamid),
         meta(&sha256),
         meta(media_id)
@@ -155,19 +185,23 @@ pub fn whatsapp_image(
     whatsapp_inbound(number, from, name, &message)
 }
 
-/// WhatsApp: a status (`sent`, `delivered`, `read`) for our message `wamid` to `recipient_id`.
+/// WhatsApp: a status (`sent`, `delivered`, `read`) for our message `wamid` to `recipient` (a
+/// number, or a BSUID), with the `contacts` beside it as today's webhooks have them.
 pub fn whatsapp_status(
     number: &WhatsappNumber<'_>,
     wamid: &str,
     status: &str,
-    recipient_id: &str,
+    recipient: &str,
     at_secs: i64,
 ) -> String {
+    let (phone, user_id) = whatsapp_ids(recipient);
+    let recipient_id = phone.map(|p| format!(r#""recipient_id":{},"#, meta(&p))).unwrap_or_default();
     let members = format!(
-        r#""statuses":[{{"id":{},"status":{},"timestamp":"{at_secs}","recipient_id":{},"pricing":{{"billable":false,"pricing_model":"PMP","category":"service","type":"free_customer_service"}}}}]"#,
+        r#""contacts":[{}],"statuses":[{{"id":{},"status":{},"timestamp":"{at_secs}",{recipient_id}"recipient_user_id":{},"pricing":{{"billable":false,"pricing_model":"PMP","category":"service","type":"free_customer_service"}}}}]"#,
+        whatsapp_contact(recipient, None),
         meta(wamid),
         meta(status),
-        meta(recipient_id)
+        meta(&user_id)
     );
     whatsapp_envelope(number, &members)
 }

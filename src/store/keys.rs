@@ -18,6 +18,16 @@ pub fn conversation_id(platform: Platform, account_id: &str, contact_id: &str) -
     format!("c{}", encode_hex(&digest[..12]))
 }
 
+/// `contacts` key: which conversation contact `id` (one of a person's ids) belongs to.
+pub fn contact_alias_key(platform: Platform, account_id: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + account_id.len() + id.len());
+    key.push(platform.tag());
+    key.extend_from_slice(account_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
 /// Our id for a message, from sled's monotonic id generator.
 pub fn message_id(sequence: u64) -> String {
     format!("m{sequence:016x}")

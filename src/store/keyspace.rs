@@ -37,6 +37,8 @@ pub(super) enum TreeId {
     /// Outgoing webhook receivers' state: cursor, enabled, pending and failed events (see
     /// `receivers.rs`).
     Receivers = 15,
+    /// Which conversation contact each id of a person belongs to (see `contacts.rs`).
+    Contacts = 16,
 }
 
 impl TreeId {
@@ -80,6 +82,7 @@ impl TreeId {
             TreeId::Unreadable => "unreadable",
             TreeId::Feed => "feed",
             TreeId::Receivers => "receivers",
+            TreeId::Contacts => "contacts",
         }
     }
 

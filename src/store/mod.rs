@@ -4,6 +4,7 @@
 //! Durability: every write is atomic at once but durable only after a flush. The conversation
 //! actor batches flushes (group commit) and answers a webhook only after the flush that covers it.
 
+mod contacts;
 mod feed;
 mod health;
 pub mod keys;
@@ -302,11 +303,11 @@ impl Store {
         for events in bodies {
             let mut outcome = IngestOutcome::default();
             for event in *events {
-                if ingest_one(self, &mut writer, event, stored_at, &mut outcome)?
+                let contact = contacts::resolve(&mut writer, event)?;
+                if ingest_one(self, &mut writer, event, contact.as_deref(), stored_at, &mut outcome)?
                     && let EventKind::Receipt(receipt) = &event.kind
                 {
-                    let conversation_id = event
-                        .contact_id
+                    let conversation_id = contact
                         .as_deref()
                         .map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
                     outbox::apply_receipt(self, &mut writer, event.platform, conversation_id.as_deref(), receipt)?;
@@ -522,11 +523,13 @@ impl Store {
     }
 }
 
-/// Stores one event into `writer`; false when it was a duplicate.
+/// Stores one event into `writer`, in the conversation with `contact` (the event's contact as
+/// `contacts::resolve` found it); false when it was a duplicate.
 fn ingest_one(
     store: &Store,
     writer: &mut Writer<'_>,
     event: &InboundEvent,
+    contact: Option<&str>,
     stored_at: Timestamp,
     outcome: &mut IngestOutcome,
 ) -> Result<bool, StoreError> {
@@ -535,10 +538,11 @@ fn ingest_one(
         outcome.duplicates += 1;
         return Ok(false);
     }
+    let contact = contact.map(str::to_owned);
     let conversation_id =
-        event.contact_id.as_deref().map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
+        contact.as_deref().map(|contact| keys::conversation_id(event.platform, &event.account_id, contact));
     let mut rebuilt = false;
-    let mut conversation: Option<Conversation> = match (&conversation_id, &event.contact_id) {
+    let mut conversation: Option<Conversation> = match (&conversation_id, &contact) {
         (Some(id), Some(contact)) => match writer.get(TreeId::Conversations, id.as_bytes()) {
             Ok(found) => found,
             // Rebuilt rather than refused: refusing would answer this contact's every webhook
@@ -565,7 +569,7 @@ fn ingest_one(
         matches!(event.kind, EventKind::Message { .. } | EventKind::Subscribed | EventKind::ConversationStarted { .. });
     if conversation.is_none()
         && creates_conversation
-        && let (Some(id), Some(contact)) = (&conversation_id, &event.contact_id)
+        && let (Some(id), Some(contact)) = (&conversation_id, &contact)
     {
         conversation = Some(Conversation {
             id: id.clone(),

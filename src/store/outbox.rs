@@ -87,6 +87,10 @@ impl Store {
         now: Timestamp,
         retry_deadline_ms: i64,
     ) -> Result<(Message, OutboxEntry), StoreError> {
+        // A number or id that belongs to a conversation keyed by the person's other id goes there.
+        let contact = super::contacts::canonical(self, target.platform, &target.account_id, &target.contact_id)?;
+        let resolved = ConversationTarget { contact_id: contact, ..target.clone() };
+        let target = &resolved;
         let message_id = keys::message_id(self.db.generate_id()?);
         let seq = self.db.generate_id()?;
         let conversation_id = keys::conversation_id(target.platform, &target.account_id, &target.contact_id);

@@ -30,6 +30,7 @@ fn a_store_held_open_elsewhere_is_reported_as_locked_in_one_plain_sentence() {
 
 fn text_event(contact: &str, mid: &str, at_ms: i64, text: &str) -> InboundEvent {
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Facebook,
         account_id: "page-1".into(),
         contact_id: Some(contact.into()),
@@ -120,6 +121,7 @@ fn the_unfiltered_list_merges_every_platform_newest_first_across_pages() {
     for i in 0..12i64 {
         let at = if i == 7 { 1_006 } else { 1_000 + i };
         let event = InboundEvent {
+            contact_alias: None,
             platform: platforms[i as usize % 4],
             ..text_event(&format!("user-{i:02}"), &format!("m_{i}"), at, "hi")
         };
@@ -150,6 +152,7 @@ fn the_unfiltered_list_merges_every_platform_newest_first_across_pages() {
 fn receipts_are_kept_as_events_without_creating_conversations() {
     let (_dir, store) = temp_store();
     let receipt = InboundEvent {
+        contact_alias: None,
         kind: EventKind::Receipt(Receipt {
             kind: ReceiptKind::Delivered,
             message_ids: vec!["m_out".into()],
@@ -271,6 +274,7 @@ mod counters {
 
     fn delivered(mid: &str, contact: &str) -> InboundEvent {
         InboundEvent {
+            contact_alias: None,
             dedup_key: format!("delivery:{mid}"),
             kind: EventKind::Receipt(Receipt {
                 kind: ReceiptKind::Delivered,
@@ -295,6 +299,7 @@ mod counters {
         let redelivered = [text_event("c", "m_4", 1_003, "one")];
         store.ingest_group(&[&first, &second, &redelivered], at(4)).unwrap();
         let echo = InboundEvent {
+            contact_alias: None,
             dedup_key: "mid:m_echo".into(),
             kind: EventKind::Message {
                 direction: Direction::Outbound,
@@ -460,6 +465,7 @@ mod outbound {
 
     fn status_event(wamid: &str, kind: ReceiptKind, error: Option<MessageError>) -> InboundEvent {
         InboundEvent {
+            contact_alias: None,
             platform: Platform::Whatsapp,
             account_id: "phone-1".into(),
             contact_id: Some("5511987654321".into()),
@@ -535,6 +541,7 @@ mod outbound {
         store.mark_sent(&entry_a, "m_a", Timestamp::from_millis(2_000)).unwrap();
         store.mark_sent(&entry_b, "m_b", Timestamp::from_millis(5_000)).unwrap();
         let read = InboundEvent {
+            contact_alias: None,
             platform: Platform::Facebook,
             account_id: "page".into(),
             contact_id: Some("psid".into()),
@@ -580,5 +587,6 @@ mod outbound {
     }
 }
 
+mod contacts;
 mod feed_events;
 mod unreadable_records;

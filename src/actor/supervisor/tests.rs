@@ -15,6 +15,7 @@ fn limits(max_restarts: u32) -> SupervisorConfig {
 
 fn event(mid: &str) -> InboundEvent {
     InboundEvent {
+        contact_alias: None,
         platform: Platform::Facebook,
         account_id: "page".into(),
         contact_id: Some("user".into()),

@@ -153,7 +153,8 @@ fn whatsapp_send_answers_a_wamid_and_mark_read_success() {
     let outcome = sandbox.handle(&whatsapp_text("wa-token"), now(0));
     let body = outcome.reply.json_body();
     assert_eq!(body["messaging_product"], "whatsapp");
-    assert_eq!(body["contacts"][0], json!({"input":"5511987654321","wa_id":"5511987654321"}));
+    let user_id = crate::sandbox::webhooks::business_scoped_id("5511987654321");
+    assert_eq!(body["contacts"][0], json!({"input":"5511987654321","wa_id":"5511987654321","user_id":user_id}));
     let wamid = body["messages"][0]["id"].as_str().unwrap();
     assert!(wamid.starts_with("wamid."));
     assert!(matches!(outcome.receipts, Some(ReceiptPlan::Whatsapp { .. })));
@@ -165,6 +166,27 @@ fn whatsapp_send_answers_a_wamid_and_mark_read_success() {
     let outcome = sandbox.handle(&read, now(1));
     assert_eq!(outcome.reply.json_body(), json!({"success": true}));
     assert_eq!(outcome.receipts, None);
+}
+
+#[test]
+fn whatsapp_sends_to_a_business_scoped_user_id_by_recipient() {
+    let mut sandbox = sandbox();
+    let send = |body: Value| post(&format!("/v23.0/{PHONE}/messages"), &[("authorization", "Bearer wa-token")], body);
+    let outcome = sandbox.handle(
+        &send(json!({"messaging_product":"whatsapp","recipient":"US.13491208655302741918","type":"text","text":{"body":"hi"}})),
+        now(0),
+    );
+    assert_eq!(outcome.reply.status, 200);
+    assert_eq!(
+        outcome.reply.json_body()["contacts"][0],
+        json!({"input":"US.13491208655302741918","user_id":"US.13491208655302741918"})
+    );
+    assert!(matches!(&outcome.receipts, Some(ReceiptPlan::Whatsapp { to, .. }) if to == "US.13491208655302741918"));
+    let refused = sandbox.handle(
+        &send(json!({"messaging_product":"whatsapp","recipient":"13491208655302741918","type":"text","text":{"body":"hi"}})),
+        now(1),
+    );
+    assert_eq!(refused.reply.status, 400);
 }
 
 #[test]

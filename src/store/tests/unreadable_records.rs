@@ -134,6 +134,7 @@ fn ingest_rebuilds_an_unreadable_conversation_and_keeps_its_bytes_aside() {
     // A receipt for the conversation (no message of its own) rebuilds it too.
     let (_dir, store, broken, _) = store_with_an_unreadable_conversation();
     let read = InboundEvent {
+        contact_alias: None,
         dedup_key: "read:user-1:4000".into(),
         kind: EventKind::Receipt(Receipt {
             kind: ReceiptKind::Read,
@@ -170,6 +171,7 @@ fn an_unreadable_message_is_skipped_by_its_listing_and_receipts_still_store() {
     assert!(matches!(store.message(&broken), Err(StoreError::Unreadable { table: "messages", .. })));
     assert_eq!(store.unreadable_records(), 3);
     let delivered = InboundEvent {
+        contact_alias: None,
         dedup_key: "delivery:user-1:3000".into(),
         kind: EventKind::Receipt(Receipt {
             kind: ReceiptKind::Delivered,
@@ -207,6 +209,7 @@ mod outbound {
 
     fn receipt(wamid: &str, kind: ReceiptKind) -> InboundEvent {
         InboundEvent {
+            contact_alias: None,
             platform: Platform::Whatsapp,
             account_id: "phone-1".into(),
             contact_id: Some("5511987654321".into()),
