@@ -32,6 +32,9 @@ pub enum EventType {
     /// An outbound message's status moved forward.
     #[serde(rename = "message.status")]
     MessageStatus,
+    /// The sender edited or deleted a stored message (not in CONTRACT.md's list: Parley's own).
+    #[serde(rename = "message.updated")]
+    MessageUpdated,
     /// A conversation was created, or its name, unread count or last message changed.
     #[serde(rename = "conversation.updated")]
     ConversationUpdated,
@@ -42,10 +45,11 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in a fixed order.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         EventType::MessageReceived,
         EventType::MessageCreated,
         EventType::MessageStatus,
+        EventType::MessageUpdated,
         EventType::ConversationUpdated,
         EventType::ChannelStatus,
     ];
@@ -56,6 +60,7 @@ impl EventType {
             EventType::MessageReceived => "message.received",
             EventType::MessageCreated => "message.created",
             EventType::MessageStatus => "message.status",
+            EventType::MessageUpdated => "message.updated",
             EventType::ConversationUpdated => "conversation.updated",
             EventType::ChannelStatus => "channel.status",
         }

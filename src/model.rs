@@ -308,6 +308,11 @@ pub enum EventKind {
     /// Something the platform reports that is not a message: a referral, account linking, a LinkedIn
     /// like or share, Viber's webhook check. `name` says which; `detail` is a short human summary.
     Activity { name: String, detail: Option<String> },
+    /// The sender changed a message they sent before (`platform_message_id`): `content` is what
+    /// it says now.
+    Edit { platform_message_id: String, content: MessageContent },
+    /// The sender deleted (revoked) a message they sent before.
+    Revoke { platform_message_id: String },
     /// An event type we do not know, kept raw. Never an error.
     Unknown { event_type: String },
 }
@@ -327,6 +332,8 @@ impl EventKind {
             EventKind::Unsubscribed => "unsubscribed",
             EventKind::ConversationStarted { .. } => "conversation_started",
             EventKind::Activity { name, .. } => name,
+            EventKind::Edit { .. } => "edit",
+            EventKind::Revoke { .. } => "revoke",
             EventKind::Unknown { .. } => "unknown",
         }
     }
@@ -401,6 +408,22 @@ pub struct Message {
     /// watermarks are compared with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatched_at: Option<Timestamp>,
+    /// What the message said before each edit or its revoke, oldest first (the sender's changes;
+    /// the current text is `text`).
+    #[serde(default)]
+    pub previous: Vec<PreviousVersion>,
+    /// When the sender deleted it (its last words are in `previous`); null while it stands.
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A message as it was before an edit or a revoke.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreviousVersion {
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// When it stopped being the current version (the edit's or revoke's time).
+    pub until: Timestamp,
 }
 
 /// A WhatsApp message template (the only thing WhatsApp lets a business send outside the 24-hour

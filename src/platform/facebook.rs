@@ -158,8 +158,8 @@ struct Parties {
 const ENVELOPE_KEYS: [&str; 3] = ["sender", "recipient", "timestamp"];
 
 /// The event keys we model, in the order we look for them.
-const KNOWN_EVENT_KEYS: [&str; 7] =
-    ["message", "postback", "reaction", "delivery", "read", "referral", "account_linking"];
+const KNOWN_EVENT_KEYS: [&str; 8] =
+    ["message", "message_edit", "postback", "reaction", "delivery", "read", "referral", "account_linking"];
 
 /// Normalises one `messaging[]` item. Never fails: anything we cannot read becomes `Unknown`.
 fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) -> InboundEvent {
@@ -199,6 +199,7 @@ fn messaging_event(item: &Value, page_id: Option<&str>, ctx: &ParseContext<'_>) 
     let body = &item[event_key];
     let normalised = match event_key {
         "message" => message_event(body, is_echo),
+        "message_edit" => edit_event(body),
         "postback" => Some(postback_event(body, &user, &time_key)),
         "reaction" => reaction_event(body, &user, &time_key),
         "delivery" | "read" => Some(receipt_event(event_key, body, &user, item, ctx)),
@@ -256,9 +257,22 @@ fn unknown_event(event_type: String, parties: Parties, occurred_at: Timestamp, r
     }
 }
 
-/// A `message` (or its echo); `None` without a `mid`, which is the message's only identity.
+/// `message_edit`: the user changed a message (`mid`) to `text`; the `num_edit`-th edit of it.
+fn edit_event(edit: &Value) -> Option<(EventKind, String)> {
+    let mid = id_field(edit, "mid")?;
+    let count = id_field(edit, "num_edit").unwrap_or_default();
+    let mut content = MessageContent::empty(ContentKind::Text);
+    content.text = str_field(edit, "text");
+    Some((EventKind::Edit { platform_message_id: mid.clone(), content }, format!("edit:{mid}:{count}")))
+}
+
+/// A `message` (or its echo); `None` without a `mid`, which is the message's only identity. A
+/// message with `is_deleted` is the user unsending it.
 fn message_event(message: &Value, is_echo: bool) -> Option<(EventKind, String)> {
     let mid = id_field(message, "mid")?;
+    if message.get("is_deleted").and_then(Value::as_bool) == Some(true) {
+        return Some((EventKind::Revoke { platform_message_id: mid.clone() }, format!("deleted:{mid}")));
+    }
     let direction = if is_echo { Direction::Outbound } else { Direction::Inbound };
     let content = message_content(message);
     Some((EventKind::Message { direction, platform_message_id: mid.clone(), content }, format!("mid:{mid}")))
@@ -1129,6 +1143,23 @@ mod tests {
         let (_, mid, empty) = message(&events[2]);
         assert_eq!(mid, "m_Em0001");
         assert_eq!(empty, &MessageContent::empty(ContentKind::Unsupported));
+    }
+
+    #[test]
+    fn an_edit_and_an_unsent_message_name_the_original_mid() {
+        let Some(edit) = crate::platform::real_world_body("facebook", "restfb__message_edit.json") else { return };
+        let events = parse_webhook(edit.as_bytes(), &ctx()).unwrap();
+        let EventKind::Edit { platform_message_id, content } = &events[0].kind else { panic!("{:?}", events[0].kind) };
+        assert_eq!(platform_message_id, "mid.1457764197618:41d102a3e1ae206a38");
+        assert_eq!(content.text.as_deref(), Some("hello, world!"));
+        assert_eq!(events[0].dedup_key, "edit:mid.1457764197618:41d102a3e1ae206a38:37");
+        assert_eq!(events[0].contact_id.as_deref(), Some("987654321432"));
+        let Some(deleted) = crate::platform::real_world_body("facebook", "restfb__message_deleted.json") else {
+            return;
+        };
+        let events = parse_webhook(deleted.as_bytes(), &ctx()).unwrap();
+        assert_eq!(events[0].kind, EventKind::Revoke { platform_message_id: "message_id".into() });
+        assert_eq!(events[0].dedup_key, "deleted:message_id");
     }
 
     #[test]

@@ -212,12 +212,30 @@ fn message_event(message: &Value, account_id: &str, contacts: &Contacts, ctx: &P
         sender_id: Some(from),
         dedup_key: format!("wamid:{wamid}"),
         occurred_at,
-        kind: EventKind::Message {
+        kind: change_of(message).unwrap_or_else(|| EventKind::Message {
             direction: Direction::Inbound,
             platform_message_id: wamid,
             content: message_content(message),
-        },
+        }),
         raw: message.clone(),
+    }
+}
+
+/// An `edit` (the new content is the nested `message`) or a `revoke` of an earlier message;
+/// None for any other type, and for one without the original's id (kept as a message then).
+fn change_of(message: &Value) -> Option<EventKind> {
+    match message.get("type").and_then(Value::as_str)? {
+        "edit" => {
+            let edit = message.get("edit")?;
+            let platform_message_id = id_field(edit, "original_message_id")?;
+            let content = message_content(edit.get("message").filter(|m| m.is_object())?);
+            Some(EventKind::Edit { platform_message_id, content })
+        }
+        "revoke" => {
+            let platform_message_id = id_field(message.get("revoke")?, "original_message_id")?;
+            Some(EventKind::Revoke { platform_message_id })
+        }
+        _ => None,
     }
 }
 
@@ -1099,6 +1117,24 @@ mod tests {
         assert_eq!(events[0].contact_id.as_deref(), Some(BSUID));
         let events = parse(&status(&format!(r#""recipient_id":"{ANA}","recipient_user_id":"{BSUID}""#)));
         assert_eq!(events[0].contact_id.as_deref(), Some(ANA));
+    }
+
+    #[test]
+    fn an_edit_and_a_revoke_name_the_original_message() {
+        let Some(edited) = crate::platform::real_world_body("whatsapp", "pywa__edited_image.json") else { return };
+        let events = parse(&edited);
+        let EventKind::Edit { platform_message_id, content } = &events[0].kind else { panic!("{:?}", events[0].kind) };
+        assert_eq!(platform_message_id, "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=");
+        assert_eq!((content.kind, content.text.as_deref()), (ContentKind::Media, Some("Updated image caption")));
+        assert_eq!(content.attachments[0].media_id.as_deref(), Some("1234567890"));
+        assert_eq!(events[0].dedup_key, "wamid:wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=");
+        let Some(revoked) = crate::platform::real_world_body("whatsapp", "pywa__revoke.json") else { return };
+        let events = parse(&revoked);
+        assert_eq!(events[0].kind, EventKind::Revoke { platform_message_id: "<ORIGINAL_WHATSAPP_MESSAGE_ID>".into() });
+        // Without the original's id an edit is not a change of anything: kept as the message it is.
+        let orphan = edited
+            .replace(r#""original_message_id": "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=","#, "");
+        assert!(matches!(parse(&orphan)[0].kind, EventKind::Message { .. }));
     }
 
     #[test]

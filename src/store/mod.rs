@@ -617,6 +617,8 @@ fn ingest_one(
                 contacts: content.contacts.clone(),
                 received_at: stored_at,
                 dispatched_at: None,
+                previous: Vec::new(),
+                revoked_at: None,
             };
             writer.insert_new(TreeId::Messages, id.as_bytes(), &message)?;
             let kind = match direction {
@@ -640,6 +642,26 @@ fn ingest_one(
             message_id = Some(id);
         }
     }
+    if let (EventKind::Edit { platform_message_id, .. } | EventKind::Revoke { platform_message_id }, Some(conv)) =
+        (&event.kind, &mut conversation)
+        && let Some(updated) = apply_change(writer, event, platform_message_id)?
+    {
+        // The conversation's preview follows an edit of its last message.
+        if conv.last_message_at == Some(updated.sent_at) {
+            let content = crate::model::MessageContent {
+                kind: updated.kind,
+                text: updated.text.clone(),
+                attachments: updated.attachments.clone(),
+                payload: None,
+                reply_to: None,
+                location: None,
+                contacts: Vec::new(),
+            };
+            conv.last_message_text =
+                Some(if updated.revoked_at.is_some() { "[deleted]".to_owned() } else { content.preview() });
+        }
+        message_id = Some(updated.id);
+    }
     if let Some(conv) = &mut conversation {
         if event.contact_name.is_some()
             && !matches!(event.kind, EventKind::Message { direction: Direction::Outbound, .. })
@@ -658,6 +680,46 @@ fn ingest_one(
     writer.insert_new(TreeId::Events, event_key, &record)?;
     outcome.stored += 1;
     Ok(true)
+}
+
+/// Applies an edit or a revoke to the stored message with `platform_message_id`, keeping what it
+/// said before in `previous`, and emits `message.updated`; the message as it is now, or None when
+/// it is not stored (then only the event is kept) or no longer decodes. Only the sender's own
+/// message changes: an edit claiming a message of the other side is ignored.
+fn apply_change(
+    writer: &mut Writer<'_>,
+    event: &InboundEvent,
+    platform_message_id: &str,
+) -> Result<Option<Message>, StoreError> {
+    let index_key = keys::platform_message_key(event.platform, platform_message_id);
+    let Some(id) = writer.get_raw(TreeId::PlatformIds, &index_key)? else { return Ok(None) };
+    let mut message: Message = match writer.get(TreeId::Messages, &id) {
+        Ok(Some(message)) => message,
+        Ok(None) | Err(StoreError::Unreadable { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if message.sender_id.is_some() && message.sender_id != event.sender_id {
+        return Ok(None);
+    }
+    message.previous.push(crate::model::PreviousVersion {
+        text: message.text.clone(),
+        attachments: message.attachments.clone(),
+        until: event.occurred_at,
+    });
+    match &event.kind {
+        EventKind::Edit { content, .. } => {
+            message.text = content.text.clone();
+            message.attachments = content.attachments.clone();
+        }
+        _ => {
+            message.text = None;
+            message.attachments = Vec::new();
+            message.revoked_at = Some(event.occurred_at);
+        }
+    }
+    writer.insert(TreeId::Messages, id, &message)?;
+    writer.emit_message(EventType::MessageUpdated, &message)?;
+    Ok(Some(message))
 }
 
 /// A conversation whose stored record no longer decodes, rebuilt: its identity from `identity`

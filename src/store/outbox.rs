@@ -118,6 +118,8 @@ impl Store {
             contacts: Vec::new(),
             received_at: now,
             dispatched_at: None,
+            previous: Vec::new(),
+            revoked_at: None,
         };
         let entry = OutboxEntry {
             seq,

@@ -588,5 +588,6 @@ mod outbound {
 }
 
 mod contacts;
+mod edits;
 mod feed_events;
 mod unreadable_records;
