@@ -474,6 +474,14 @@ async fn bad_replies_get_clear_errors_and_nothing_is_queued() {
         (path.as_str(), json!({ "text": "x".repeat(2001) }), 422, "invalid_message"),
         (path.as_str(), json!({ "text": "hi", "colour": "red" }), 400, "bad_json"),
         (path.as_str(), json!({ "template": { "name": "promo", "language": "en" } }), 422, "invalid_message"),
+        // Messenger cannot quote: refused, not sent unquoted.
+        (path.as_str(), json!({ "text": "about that", "reply_to": "m_in_9" }), 422, "invalid_message"),
+        (
+            "/api/messages",
+            json!({ "platform": "viber", "to": VIBER_USER, "text": "hi", "reply_to": "5741311803571721087" }),
+            422,
+            "invalid_message",
+        ),
         ("/api/conversations/c000000000000000000000000/messages", json!({ "text": "hi" }), 404, "not_found"),
         ("/api/messages", json!({ "platform": "myspace", "to": "x", "text": "hi" }), 400, "bad_platform"),
         ("/api/messages", json!({ "platform": "whatsapp", "to": "not a number", "text": "hi" }), 422, "bad_recipient"),

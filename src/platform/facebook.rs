@@ -441,9 +441,16 @@ const MAX_METADATA_CHARS: usize = 999;
 /// `POST {api_base}/{page-id}/messages` with the Page token as `Authorization: Bearer`, never in the
 /// query string, so it cannot land in a proxy's access log. A message is either text or one attachment
 /// by URL: Messenger takes one of the two per request, so both together are refused rather than
-/// silently split (the caller decides whether two messages are acceptable). `reply_to` is ignored:
-/// the Send API has no way to quote a message, and a reply is simply the next message in the thread.
+/// silently split (the caller decides whether two messages are acceptable). A `reply_to` is
+/// refused: quoting a message through the Send API is not something PLATFORMS.md or Meta's pages we
+/// read confirm, and accepting it only to send an unquoted message would mislead the operator.
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.reply_to.as_deref().is_some_and(|r| !r.is_empty()) {
+        return Err(BuildError::Unsupported(
+            "Messenger replies cannot quote a message; send it without `reply_to` (it is the next message in the thread)"
+                .into(),
+        ));
+    }
     if message.recipient.trim().is_empty() {
         return Err(BuildError::Invalid { field: "recipient", reason: "a Messenger recipient is a PSID".into() });
     }
@@ -1575,11 +1582,12 @@ mod tests {
     }
 
     #[test]
-    fn reply_to_is_ignored_because_messenger_cannot_quote() {
+    fn reply_to_is_refused_rather_than_sent_unquoted() {
         let mut message = outbound(Some("Following up"), vec![]);
-        let plain = build(&message).expect("builds");
         message.reply_to = Some("m_In0001".into());
-        assert_eq!(build(&message).expect("builds"), plain);
+        assert!(matches!(build(&message), Err(BuildError::Unsupported(reason)) if reason.contains("reply_to")));
+        message.reply_to = Some(String::new());
+        assert!(build(&message).is_ok(), "an empty reply_to is none");
     }
 
     #[test]

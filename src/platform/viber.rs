@@ -329,9 +329,14 @@ const WEBHOOK_NOT_SET_RETRY: std::time::Duration = std::time::Duration::from_sec
 /// text, else the attachment's caption, else empty); one `url` attachment (a `url` message, which
 /// carries no text). Viber requires the size in bytes for `video` and `file` messages, and our
 /// attachments carry none, so those (and audio and stickers) are refused rather than sent wrong.
-/// `reply_to` is ignored: Viber bots cannot quote a message. `tracking_data` carries our message id so
-/// that echoes can be matched; Viber needs a string there, never null.
+/// A `reply_to` is refused: Viber bots cannot quote a message. `tracking_data` carries our message
+/// id so that echoes can be matched; Viber needs a string there, never null.
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.reply_to.as_deref().is_some_and(|r| !r.is_empty()) {
+        return Err(BuildError::Unsupported(
+            "Viber bots cannot quote a message; send it without `reply_to`".to_owned(),
+        ));
+    }
     if message.template.is_some() {
         return Err(BuildError::Unsupported("templates are WhatsApp only".to_owned()));
     }
@@ -1248,11 +1253,10 @@ mod tests {
     }
 
     #[test]
-    fn reply_to_is_ignored_because_viber_bots_cannot_quote() {
+    fn reply_to_is_refused_because_viber_bots_cannot_quote() {
         let mut message = outbound(Some("hi"));
-        let plain = build(&message).unwrap();
         message.reply_to = Some("5741311803571721087".into());
-        assert_eq!(build(&message).unwrap(), plain);
+        assert!(matches!(build(&message), Err(BuildError::Unsupported(reason)) if reason.contains("reply_to")));
     }
 
     #[test]
