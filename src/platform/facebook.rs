@@ -1153,6 +1153,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sticker_in_the_2026_form_is_a_sticker_attachment() {
+        // Since 2026-08-30 the only form: `attachments[].type = "sticker"` (PLATFORMS.md, 2026).
+        let body = r#"{"object":"page","entry":[{"id":"104857600123456","time":1,"messaging":[{
+            "sender":{"id":"7212345678901234"},"recipient":{"id":"104857600123456"},"timestamp":1718000000000,
+            "message":{"mid":"m_STICKER1","attachments":[{"type":"sticker","payload":{"url":"https://cdn.example/s.png","sticker_id":369239263222822}}]}}]}]}"#;
+        let events = parse_webhook(body.as_bytes(), &ctx()).unwrap();
+        let EventKind::Message { content, .. } = &events[0].kind else { panic!("{:?}", events[0].kind) };
+        assert_eq!(content.kind, ContentKind::Media);
+        let sticker = &content.attachments[0];
+        assert_eq!((sticker.kind.as_str(), sticker.media_id.as_deref()), ("sticker", Some("369239263222822")));
+        assert_eq!(sticker.url.as_deref(), Some("https://cdn.example/s.png"));
+        assert_eq!(content.preview(), "[sticker]");
+    }
+
+    #[test]
     fn an_edit_and_an_unsent_message_name_the_original_mid() {
         let Some(edit) = crate::platform::real_world_body("facebook", "restfb__message_edit.json") else { return };
         let events = parse_webhook(edit.as_bytes(), &ctx()).unwrap();
