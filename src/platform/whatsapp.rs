@@ -197,27 +197,57 @@ fn unknown_event(
 /// One inbound `messages[]` element; without a sender (a number or a business-scoped id) or a
 /// wamid it is kept as `Unknown`.
 fn message_event(message: &Value, account_id: &str, contacts: &Contacts, ctx: &ParseContext<'_>) -> InboundEvent {
-    let (from, alias) = person(message, "from", "from_user_id", contacts);
-    // A missing or implausible time (json::event_time) dates the message by its arrival.
-    let occurred_at = event_time_field(message, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
-    let (Some(from), Some(wamid)) = (from.clone(), id_field(message, "id")) else {
-        return unknown_event("message.malformed".into(), account_id.to_owned(), from, occurred_at, message);
+    person_message(message, Direction::Inbound, account_id, contacts, ctx)
+}
+
+/// One `message_echoes[]` element of `smb_message_echoes`: a message the business sent from the
+/// WhatsApp Business app, stored as outbound in the conversation with its recipient (`to`, or the
+/// recipient's business-scoped id when the number is withheld).
+fn echo_event(echo: &Value, account_id: &str, contacts: &Contacts, ctx: &ParseContext<'_>) -> InboundEvent {
+    person_message(echo, Direction::Outbound, account_id, contacts, ctx)
+}
+
+/// A message between the business and one person: from them (`from`, `from_user_id`), or to them
+/// (`to`, `to_user_id`) for an echo, which our own account sent.
+fn person_message(
+    element: &Value,
+    direction: Direction,
+    account_id: &str,
+    contacts: &Contacts,
+    ctx: &ParseContext<'_>,
+) -> InboundEvent {
+    let (number_key, user_key, malformed) = match direction {
+        Direction::Inbound => ("from", "from_user_id", "message.malformed"),
+        Direction::Outbound => ("to", "to_user_id", "message_echo.malformed"),
     };
+    let (person_id, alias) = person(element, number_key, user_key, contacts);
+    // A missing or implausible time (json::event_time) dates the message by its arrival.
+    let occurred_at = event_time_field(element, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
+    let (Some(person_id), Some(wamid)) = (person_id.clone(), id_field(element, "id")) else {
+        let sender = if direction == Direction::Inbound { person_id } else { None };
+        return unknown_event(malformed.into(), account_id.to_owned(), sender, occurred_at, element);
+    };
+    let sender_id = match direction {
+        Direction::Inbound => person_id.clone(),
+        Direction::Outbound => account_id.to_owned(),
+    };
+    // Only the person's own messages are edited or revoked by them.
+    let change = if direction == Direction::Inbound { change_of(element) } else { None };
     InboundEvent {
         platform: Platform::Whatsapp,
         account_id: account_id.to_owned(),
-        contact_id: Some(from.clone()),
+        contact_id: Some(person_id.clone()),
         contact_alias: alias.clone(),
-        contact_name: contacts.name(&[Some(&from), alias.as_ref()]),
-        sender_id: Some(from),
+        contact_name: contacts.name(&[Some(&person_id), alias.as_ref()]),
+        sender_id: Some(sender_id),
         dedup_key: format!("wamid:{wamid}"),
         occurred_at,
-        kind: change_of(message).unwrap_or_else(|| EventKind::Message {
-            direction: Direction::Inbound,
+        kind: change.unwrap_or_else(|| EventKind::Message {
+            direction,
             platform_message_id: wamid,
-            content: message_content(message),
+            content: message_content(element),
         }),
-        raw: message.clone(),
+        raw: element.clone(),
     }
 }
 
@@ -236,33 +266,6 @@ fn change_of(message: &Value) -> Option<EventKind> {
             Some(EventKind::Revoke { platform_message_id })
         }
         _ => None,
-    }
-}
-
-/// One `message_echoes[]` element of `smb_message_echoes`: a message the business sent from the
-/// WhatsApp Business app, stored as outbound in the conversation with its recipient (`to`, or the
-/// recipient's business-scoped id when the number is withheld).
-fn echo_event(echo: &Value, account_id: &str, contacts: &Contacts, ctx: &ParseContext<'_>) -> InboundEvent {
-    let (to, alias) = person(echo, "to", "to_user_id", contacts);
-    let occurred_at = event_time_field(echo, "timestamp", ctx.received_at).unwrap_or(ctx.received_at);
-    let (Some(to), Some(wamid)) = (to, id_field(echo, "id")) else {
-        return unknown_event("message_echo.malformed".into(), account_id.to_owned(), None, occurred_at, echo);
-    };
-    InboundEvent {
-        platform: Platform::Whatsapp,
-        account_id: account_id.to_owned(),
-        contact_id: Some(to.clone()),
-        contact_alias: alias.clone(),
-        contact_name: contacts.name(&[Some(&to), alias.as_ref()]),
-        sender_id: Some(account_id.to_owned()),
-        dedup_key: format!("wamid:{wamid}"),
-        occurred_at,
-        kind: EventKind::Message {
-            direction: Direction::Outbound,
-            platform_message_id: wamid,
-            content: message_content(echo),
-        },
-        raw: echo.clone(),
     }
 }
 
