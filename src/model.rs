@@ -417,6 +417,20 @@ pub struct Message {
     pub revoked_at: Option<Timestamp>,
 }
 
+impl Message {
+    /// Its one-line preview for the conversation list (`MessageContent::preview`), or
+    /// `[deleted]` once the sender deleted it.
+    pub fn preview(&self) -> String {
+        if self.revoked_at.is_some() {
+            return "[deleted]".to_owned();
+        }
+        let mut content = MessageContent::empty(self.kind);
+        content.text.clone_from(&self.text);
+        content.attachments.clone_from(&self.attachments);
+        content.preview()
+    }
+}
+
 /// A message as it was before an edit or a revoke.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PreviousVersion {

@@ -15,10 +15,7 @@ use support::sandbox::{Rates, Sandbox, loop_config};
 use support::*;
 use tokio::sync::Mutex;
 
-const PSID: &str = "7212345678901234";
 const WA_USER: &str = "5511987654321";
-const VIBER_USER: &str = "pttm25kSGUo1919sBORWyA==";
-const POST: &str = "urn:li:activity:7190000000000000001";
 /// Events the daemon's feed hub keeps in memory (`FEED_HUB_EVENTS`); a reader further behind is
 /// served from the store.
 const HUB_EVENTS: usize = 16_384;
@@ -371,35 +368,12 @@ impl Loop {
     }
 }
 
-fn messenger_inbound(mid: &str) -> String {
-    json!({"object":"page","entry":[{"id":PAGE_ID,"time":1718000000123_i64,"messaging":[
-        {"sender":{"id":PSID},"recipient":{"id":PAGE_ID},"timestamp":1718000000045_i64,"message":{"mid":mid,"text":"Where is my order?"}}]}]})
-    .to_string()
-}
-
 /// An echo of a message the Page sent just now from Meta's own inbox app (no metadata of ours).
 fn messenger_app_echo(mid: &str) -> String {
     let now = parley::model::Timestamp::now().as_millis();
     json!({"object":"page","entry":[{"id":PAGE_ID,"time":now,"messaging":[
         {"sender":{"id":PAGE_ID},"recipient":{"id":PSID},"timestamp":now,
          "message":{"is_echo":true,"app_id":263902037430900_i64,"mid":mid,"text":"Sent from the Page inbox."}}]}]})
-    .to_string()
-}
-
-fn viber_inbound() -> String {
-    format!(
-        r#"{{"event":"message","timestamp":1718000000123,"message_token":5741311803571721088,"sender":{{"id":"{VIBER_USER}","name":"Ivan P."}},"message":{{"type":"text","text":"Привіт"}}}}"#
-    )
-}
-
-fn linkedin_inbound() -> String {
-    json!({"type":"ORGANIZATION_SOCIAL_ACTION_NOTIFICATIONS","notifications":[{
-        "notificationId": 8812345001_i64, "organizationalEntity": "urn:li:organization:2414183", "action": "COMMENT",
-        "sourcePost": POST,
-        "generatedActivity": "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)",
-        "decoratedGeneratedActivity": {"comment": {"entity": "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)",
-            "owner": "urn:li:person:AbC123xYz", "object": POST, "text": "Do you ship to Portugal?"}},
-        "lastModifiedAt": 1718000000123_i64}]})
     .to_string()
 }
 

@@ -14,6 +14,7 @@
 //! `PARLEY_FUZZ_STORE_EVERY` replay from a store boundary, as a failure's message spells out.
 
 mod fuzzing;
+mod support;
 
 use parley::model::Platform;
 

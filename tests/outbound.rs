@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 use support::sandbox::{LI_TOKEN, PAGE_TOKEN, Rates, Sandbox, loop_config};
 use support::*;
 
-const PSID: &str = "7212345678901234";
 const WA_USER: &str = "5511987654321";
-const VIBER_USER: &str = "pttm25kSGUo1919sBORWyA==";
-const POST: &str = "urn:li:activity:7190000000000000001";
 
 /// The value of the metric line that starts with `series` (name and labels).
 fn metric_value(metrics: &str, series: &str) -> Option<u64> {
@@ -127,29 +124,6 @@ impl Loop {
             .unwrap_or_else(|| panic!("no {platform} conversation: {body}"))
             .to_owned()
     }
-}
-
-fn messenger_inbound(mid: &str) -> String {
-    json!({"object":"page","entry":[{"id":PAGE_ID,"time":1718000000123_i64,"messaging":[
-        {"sender":{"id":PSID},"recipient":{"id":PAGE_ID},"timestamp":1718000000045_i64,"message":{"mid":mid,"text":"Where is my order?"}}]}]})
-    .to_string()
-}
-
-fn viber_inbound() -> String {
-    format!(
-        r#"{{"event":"message","timestamp":1718000000123,"message_token":5741311803571721088,"sender":{{"id":"{VIBER_USER}","name":"Ivan P."}},"message":{{"type":"text","text":"Привіт"}}}}"#
-    )
-}
-
-fn linkedin_inbound() -> String {
-    json!({"type":"ORGANIZATION_SOCIAL_ACTION_NOTIFICATIONS","notifications":[{
-        "notificationId": 8812345001_i64, "organizationalEntity": "urn:li:organization:2414183", "action": "COMMENT",
-        "sourcePost": POST,
-        "generatedActivity": "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)",
-        "decoratedGeneratedActivity": {"comment": {"entity": "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)",
-            "owner": "urn:li:person:AbC123xYz", "object": POST, "text": "Do you ship to Portugal?"}},
-        "lastModifiedAt": 1718000000123_i64}]})
-    .to_string()
 }
 
 #[tokio::test]

@@ -20,13 +20,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::*;
 
-fn corpus() -> PathBuf {
-    match std::env::var_os("PARLEY_REALWORLD_WEBHOOKS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld-webhooks"),
-    }
-}
-
 /// A message the body carries: its platform id and whether the business sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Expected {
@@ -164,13 +157,13 @@ async fn check(platform: &str, path: &Path) -> Option<String> {
 
 #[tokio::test]
 async fn every_real_world_body_is_stored_as_its_platform_means() {
-    if !corpus().is_dir() {
-        eprintln!("the real-world webhook corpus is not here ({}); nothing to check", corpus().display());
+    if !realworld_dir().is_dir() {
+        eprintln!("the real-world webhook corpus is not here ({}); nothing to check", realworld_dir().display());
         return;
     }
     let mut results: BTreeMap<String, Option<String>> = BTreeMap::new();
     for platform in ["facebook", "whatsapp", "viber"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(corpus().join(platform))
+        let mut files: Vec<PathBuf> = std::fs::read_dir(realworld_dir().join(platform))
             .expect("../shared/realworld-webhooks is there")
             .map(|e| e.expect("a directory entry").path())
             .filter(|p| p.extension().is_some_and(|e| e == "json"))

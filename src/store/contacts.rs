@@ -75,9 +75,5 @@ pub(super) fn canonical(store: &Store, platform: Platform, account: &str, id: &s
     if platform != Platform::Whatsapp {
         return Ok(id.to_owned());
     }
-    let found = store.table(TreeId::Contacts).get(keys::contact_alias_key(platform, account, id))?;
-    Ok(found
-        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| id.to_owned()))
+    Ok(known(&Writer::new(store), platform, account, id)?.unwrap_or_else(|| id.to_owned()))
 }

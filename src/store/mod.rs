@@ -648,17 +648,7 @@ fn ingest_one(
     {
         // The conversation's preview follows an edit of its last message.
         if conv.last_message_at == Some(updated.sent_at) {
-            let content = crate::model::MessageContent {
-                kind: updated.kind,
-                text: updated.text.clone(),
-                attachments: updated.attachments.clone(),
-                payload: None,
-                reply_to: None,
-                location: None,
-                contacts: Vec::new(),
-            };
-            conv.last_message_text =
-                Some(if updated.revoked_at.is_some() { "[deleted]".to_owned() } else { content.preview() });
+            conv.last_message_text = Some(updated.preview());
         }
         message_id = Some(updated.id);
     }
@@ -766,18 +756,7 @@ fn rebuilt_conversation(
         account_id: identity.account_id.clone(),
         contact_id: identity.contact_id.clone(),
         contact_name: None,
-        last_message_text: latest.as_ref().map(|m| {
-            crate::model::MessageContent {
-                kind: m.kind,
-                text: m.text.clone(),
-                attachments: m.attachments.clone(),
-                payload: None,
-                reply_to: None,
-                location: None,
-                contacts: Vec::new(),
-            }
-            .preview()
-        }),
+        last_message_text: latest.as_ref().map(Message::preview),
         last_message_at: latest.as_ref().map(|m| m.sent_at),
         unread: 0,
         created_at,

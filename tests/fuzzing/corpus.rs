@@ -6,14 +6,7 @@ use std::path::{Path, PathBuf};
 
 use parley::model::Platform;
 
-/// Where the real-world bodies are: `PARLEY_REALWORLD_WEBHOOKS`, else `../shared/realworld-webhooks`
-/// beside the repository.
-pub fn realworld_dir() -> PathBuf {
-    match std::env::var_os("PARLEY_REALWORLD_WEBHOOKS") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld-webhooks"),
-    }
-}
+use crate::support::realworld_dir;
 
 /// A platform's seed bodies, in a fixed order (sorted by path), and a line saying where they
 /// came from.

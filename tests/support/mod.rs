@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use parley::platform::sign_hex;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const API_TOKEN: &str = "test-api-token-5b1f";
 pub const FACEBOOK_SECRET: &str = "test-facebook-app-secret";
@@ -24,6 +24,19 @@ pub const VIBER_TOKEN: &str = "test-viber-bot-token";
 pub const LINKEDIN_SECRET: &str = "test-linkedin-client-secret";
 pub const PAGE_ID: &str = "104857600123456";
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
+/// Where the real-world webhook corpus is: `PARLEY_REALWORLD_WEBHOOKS`, else
+/// `../shared/realworld-webhooks` beside the repository (read at run time, never copied in).
+pub fn realworld_dir() -> PathBuf {
+    match std::env::var_os("PARLEY_REALWORLD_WEBHOOKS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld-webhooks"),
+    }
+}
+
+/// The customers of the inbound bodies below.
+pub const PSID: &str = "7212345678901234";
+pub const VIBER_USER: &str = "pttm25kSGUo1919sBORWyA==";
+pub const POST: &str = "urn:li:activity:7190000000000000001";
 
 /// The config every test starts from: all four platforms on, test secrets, loopback port 0.
 pub fn base_config(store: &Path) -> String {
@@ -385,5 +398,31 @@ pub fn whatsapp_messages(messages: &[(&str, &str, &str, &str)]) -> String {
             "messages": items
         }}]}]
     })
+    .to_string()
+}
+
+/// A Messenger text from `PSID` with message id `mid`.
+pub fn messenger_inbound(mid: &str) -> String {
+    json!({"object":"page","entry":[{"id":PAGE_ID,"time":1718000000123_i64,"messaging":[
+        {"sender":{"id":PSID},"recipient":{"id":PAGE_ID},"timestamp":1718000000045_i64,"message":{"mid":mid,"text":"Where is my order?"}}]}]})
+    .to_string()
+}
+
+/// A Viber text from `VIBER_USER`.
+pub fn viber_inbound() -> String {
+    format!(
+        r#"{{"event":"message","timestamp":1718000000123,"message_token":5741311803571721088,"sender":{{"id":"{VIBER_USER}","name":"Ivan P."}},"message":{{"type":"text","text":"Привіт"}}}}"#
+    )
+}
+
+/// A LinkedIn comment on `POST`.
+pub fn linkedin_inbound() -> String {
+    json!({"type":"ORGANIZATION_SOCIAL_ACTION_NOTIFICATIONS","notifications":[{
+        "notificationId": 8812345001_i64, "organizationalEntity": "urn:li:organization:2414183", "action": "COMMENT",
+        "sourcePost": POST,
+        "generatedActivity": "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)",
+        "decoratedGeneratedActivity": {"comment": {"entity": "urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)",
+            "owner": "urn:li:person:AbC123xYz", "object": POST, "text": "Do you ship to Portugal?"}},
+        "lastModifiedAt": 1718000000123_i64}]})
     .to_string()
 }
