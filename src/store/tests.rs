@@ -269,7 +269,13 @@ mod counters {
     }
 
     fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
+        OutboundDraft {
+            text: Some(text.into()),
+            attachments: vec![],
+            template: None,
+            reply_to: None,
+            human_agent: false,
+        }
     }
 
     fn delivered(mid: &str, contact: &str) -> InboundEvent {
@@ -460,7 +466,13 @@ mod outbound {
     }
 
     pub(super) fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
+        OutboundDraft {
+            text: Some(text.into()),
+            attachments: vec![],
+            template: None,
+            reply_to: None,
+            human_agent: false,
+        }
     }
 
     fn status_event(wamid: &str, kind: ReceiptKind, error: Option<MessageError>) -> InboundEvent {
