@@ -317,16 +317,22 @@ async fn accuracy_on(rig: &Rig, options: &Options) -> BenchResult<bool> {
     let api = &rig.api;
     let limits = [("facebook", options.facebook_rate), ("whatsapp", options.whatsapp_rate)];
     let counts: Vec<usize> = limits.iter().map(|(_, rate)| *rate as usize * options.seconds as usize).collect();
+    // The Messenger customers write first (their 24-hour window opens); the WhatsApp numbers
+    // never wrote, so what goes to them is a template, as WhatsApp requires.
+    for i in 0..ACCURACY_PSIDS {
+        api.post_messenger_webhook(i).await?;
+    }
     // Interleave the two platforms so both queues fill from the first moment.
     let mut keyed: Vec<(f64, Job)> = Vec::new();
     for (k, &n) in counts.iter().enumerate() {
         for j in 0..n {
-            let (platform, to) = match k {
-                0 => ("facebook", psid(j % ACCURACY_PSIDS)),
-                _ => ("whatsapp", format!("+55 11 9{:08}", j)),
+            let body = match k {
+                0 => json!({ "platform": "facebook", "to": psid(j % ACCURACY_PSIDS),
+                    "text": format!("Update {j}: your parcel left the depot.") }),
+                _ => json!({ "platform": "whatsapp", "to": format!("+55 11 9{:08}", j),
+                    "template": { "name": "parcel_update", "language": "pt_BR", "components": [
+                        { "type": "body", "parameters": [{ "type": "text", "text": format!("{j}") }] }] } }),
             };
-            let body =
-                json!({ "platform": platform, "to": to, "text": format!("Update {j}: your parcel left the depot.") });
             keyed.push(((j as f64 + 0.5) / n as f64, Job { platform: k, path: "/api/messages".into(), body }));
         }
     }
@@ -342,7 +348,7 @@ async fn accuracy_on(rig: &Rig, options: &Options) -> BenchResult<bool> {
     let attempts = wait_for_sends(api, &mut watches, enqueue).await?;
     let last_answer = attempts.iter().map(|a| a.answered).max().unwrap_or(started);
     println!(
-        "  queued {} Messenger messages to {ACCURACY_PSIDS} PSIDs and {} WhatsApp messages to as many numbers in {:.2} s, \
+        "  queued {} Messenger messages to {ACCURACY_PSIDS} PSIDs and {} WhatsApp templates to as many numbers in {:.2} s, \
          ahead of ~{} s of sending at the limits",
         counts[0],
         counts[1],
@@ -776,8 +782,11 @@ impl Api {
 
     /// A customer's message to the Page, signed as Meta signs it.
     async fn post_messenger_webhook(&self, i: usize) -> BenchResult<()> {
-        let body = json!({"object":"page","entry":[{"id":PAGE_ID,"time":1718000000123_i64,"messaging":[{
-            "sender":{"id":psid(i)},"recipient":{"id":PAGE_ID},"timestamp":1718000000045_i64,
+        // Sent now: the reply's window (24 hours from the customer's message) is open.
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let body = json!({"object":"page","entry":[{"id":PAGE_ID,"time":now,"messaging":[{
+            "sender":{"id":psid(i)},"recipient":{"id":PAGE_ID},"timestamp":now,
             "message":{"mid":format!("m_bench_in_{i}"),"text":"Hi, where is my order?"}}]}]})
         .to_string();
         let signature =

@@ -24,3 +24,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod time;
 pub mod webhooks;
+pub mod window;

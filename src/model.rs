@@ -380,6 +380,28 @@ pub struct Conversation {
     pub created_at: Timestamp,
     /// The latest activity of any kind (messages, subscriptions); orders the conversation list.
     pub updated_at: Timestamp,
+    /// When the person last wrote (the platform's time of their newest message): what the
+    /// messaging window counts from (`window.rs`). Null when they never wrote, and in records of
+    /// builds before windows, until their next message (`Store::enqueue` reads it from the
+    /// timeline then).
+    #[serde(default)]
+    pub last_inbound_at: Option<Timestamp>,
+}
+
+/// A conversation as the API and the live feed show it: the stored record and its messaging
+/// window at the time it is shown (`{"open_until", "outside"}`; null for platforms without one).
+#[derive(Serialize)]
+pub struct ConversationView<'c> {
+    #[serde(flatten)]
+    pub conversation: &'c Conversation,
+    pub window: Option<crate::window::Window>,
+}
+
+impl Conversation {
+    /// This conversation with its window at `now`.
+    pub fn view(&self, now: Timestamp) -> ConversationView<'_> {
+        ConversationView { conversation: self, window: crate::window::window(self.platform, self.last_inbound_at, now) }
+    }
 }
 
 /// A message as the operator API shows it.
@@ -470,6 +492,10 @@ pub struct OutboundMessage {
     pub attachments: Vec<Attachment>,
     /// WhatsApp only.
     pub template: Option<Template>,
+    /// Messenger only: a person wrote it, and it goes with the `HUMAN_AGENT` tag (allowed up to 7
+    /// days after the user's last message). Never set on automated replies.
+    #[serde(default)]
+    pub human_agent: bool,
 }
 
 #[cfg(test)]

@@ -265,6 +265,9 @@ async fn replies_in_flight_when_the_disk_fills_are_recorded_once_it_recovers_and
     let sandbox = Sandbox::start_owning(&sandbox_config, &["--parley-url", &parley_url], dir);
     let mut daemon = Daemon::start_with(|_| sending_config(&store, port, &sandbox.addr));
     let client = client();
+    for to in RECIPIENTS {
+        customer_writes(&client, &daemon, "whatsapp", to).await;
+    }
 
     // Every reply's send request is held for a while by the sandbox, so that the disk fills up
     // while they are in flight: their `sent` comes back while the store cannot be written.

@@ -39,7 +39,7 @@ async fn webhook_answers_and_send_requests_are_timed_in_histograms() {
     assert_eq!(value(&after, "parley_webhooks_total{platform=\"whatsapp\",result=\"stored\"}"), Some(3.0));
 
     // The test config points every API at a closed port: each attempt fails fast and is retried,
-    // and each one is a timed send request.
+    // and each one is a timed send request (the customer wrote above: the window is open).
     let response = client
         .post(daemon.url("/api/messages"))
         .bearer_auth(API_TOKEN)

@@ -23,6 +23,8 @@ struct Loop {
     daemon: Daemon,
     sandbox: Sandbox,
     client: reqwest::Client,
+    /// The (platform, contact)s that wrote to the business (see `send_to`).
+    wrote: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Loop {
@@ -39,7 +41,7 @@ impl Loop {
         let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
         let sandbox_addr = sandbox.addr.clone();
         let daemon = Daemon::start_with(|store| loop_config(store, daemon_port, &sandbox_addr, rates));
-        Loop { daemon, sandbox, client: client() }
+        Loop { daemon, sandbox, client: client(), wrote: Default::default() }
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
@@ -57,8 +59,12 @@ impl Loop {
         body["message"]["id"].as_str().unwrap().to_owned()
     }
 
-    /// Queues a message to a contact (starting the conversation if needed).
+    /// Queues a message to a contact (who wrote first, once, where the platform has a window).
     async fn send_to(&self, platform: &str, to: &str, text: &str) -> String {
+        let first_time = self.wrote.lock().unwrap().insert((platform.to_owned(), to.to_owned()));
+        if first_time && matches!(platform, "whatsapp" | "facebook") {
+            customer_writes(&self.client, &self.daemon, platform, to).await;
+        }
         let (status, body) = self.post("/api/messages", json!({ "platform": platform, "to": to, "text": text })).await;
         assert_eq!(status, 202, "{body}");
         body["message"]["id"].as_str().unwrap().to_owned()
@@ -70,7 +76,7 @@ impl Loop {
         body
     }
 
-    /// Polls a message until its status is `wanted` (or any of a later one when `or_later`).
+    /// Polls a message until its status is one of `wanted`.
     async fn wait_for(&self, id: &str, wanted: &[&str], within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
@@ -203,7 +209,7 @@ fn whatsapp_from_username(wamid: &str, bsuid: &str, text: &str) -> String {
             "messaging_product": "whatsapp",
             "metadata": { "display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID },
             "contacts": [{ "profile": { "name": "Ana", "username": "@ana.souza" }, "user_id": bsuid }],
-            "messages": [{ "from_user_id": bsuid, "id": wamid, "timestamp": "1718000000", "type": "text", "text": { "body": text } }]
+            "messages": [{ "from_user_id": bsuid, "id": wamid, "timestamp": support::now_secs().to_string(), "type": "text", "text": { "body": text } }]
         }}]}]
     })
     .to_string()
@@ -234,6 +240,7 @@ async fn a_customer_known_only_by_a_business_scoped_id_is_answered_and_the_recei
                "text":{"preview_url":false,"body":"Olá, Ana!"},"biz_opaque_callback_data":reply})
     );
     // A message to the same person through the API, by that id, is the same conversation.
+    lp.wrote.lock().unwrap().insert(("whatsapp".into(), BSUID.into())); // the customer wrote above
     lp.send_to("whatsapp", BSUID, "Seu pedido saiu.").await;
     let (_, list) = api_get(&lp.client, &lp.daemon, "/api/conversations?platform=whatsapp").await;
     assert_eq!(list["conversations"].as_array().unwrap().len(), 1, "{list}");
@@ -568,4 +575,106 @@ async fn a_reloaded_access_token_is_used_for_the_next_sends_and_nothing_queued_i
     assert_eq!(sends[0]["body"]["message"]["text"], "It ships today.");
     let ready = lp.client.get(lp.daemon.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+}
+
+/// What the API answers for `body` posted as a reply in `conversation`.
+async fn reply_answer(lp: &Loop, conversation: &str, body: Value) -> (u16, Value) {
+    lp.post(&format!("/api/conversations/{conversation}/messages"), body).await
+}
+
+#[tokio::test]
+async fn outside_the_whatsapp_window_text_is_refused_without_a_platform_call_and_a_template_goes() {
+    let lp = Loop::start(Rates::default(), &[]);
+    let yesterday = now_secs() - 25 * 3600;
+    let body = whatsapp_messages_at(&[("wamid.OLD1", WA_USER, "Ana", "Is my order coming?")], yesterday);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "whatsapp", &body).await.0, 200);
+    let conversation = lp.conversation_of("whatsapp").await;
+    let (_, shown) = api_get(&lp.client, &lp.daemon, &format!("/api/conversations/{conversation}")).await;
+    assert_eq!(shown["window"]["outside"], "template_only", "{shown}");
+    assert!(shown["window"]["open_until"].as_str().is_some(), "{shown}");
+
+    let (status, refused) = reply_answer(&lp, &conversation, json!({ "text": "Yes, tomorrow." })).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "window_closed");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("template"), "{refused}");
+
+    let template = json!({ "name": "order_update", "language": "en_US",
+        "components": [{ "type": "body", "parameters": [{ "type": "text", "text": "tomorrow" }] }] });
+    let (status, queued) = reply_answer(&lp, &conversation, json!({ "template": template })).await;
+    assert_eq!(status, 202, "{queued}");
+    let id = queued["message"]["id"].as_str().unwrap().to_owned();
+    lp.wait_for(&id, &["sent", "delivered", "read"], Duration::from_secs(15)).await;
+    let sent = lp.sends("whatsapp").await;
+    assert_eq!(sent.len(), 1, "only the template reached the platform: {sent:?}");
+    assert_eq!(sent[0]["body"]["type"], "template");
+    assert_eq!(sent[0]["body"]["template"]["name"], "order_update");
+
+    // The customer writes again: the window is open and free text goes.
+    let body = whatsapp_messages(&[("wamid.NEW1", WA_USER, "Ana", "Thanks!")]);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "whatsapp", &body).await.0, 200);
+    let (_, shown) = api_get(&lp.client, &lp.daemon, &format!("/api/conversations/{conversation}")).await;
+    assert_eq!(shown["window"]["outside"], Value::Null, "{shown}");
+    lp.reply(&conversation, "You are welcome.").await;
+}
+
+#[tokio::test]
+async fn human_agent_is_set_only_when_asked_and_only_it_goes_after_24_hours_on_messenger() {
+    let lp = Loop::start(Rates::default(), &[]);
+    // A customer who wrote just now, and one who wrote two days ago.
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "facebook", &messenger_inbound("m_now")).await.0, 200);
+    let recent = lp.conversation_of("facebook").await;
+    let two_days_ago = now_millis() - 48 * 3600 * 1000;
+    const OLD_PSID: &str = "7212345678900077";
+    let old = json!({"object":"page","entry":[{"id":PAGE_ID,"time":two_days_ago,"messaging":[
+        {"sender":{"id":OLD_PSID},"recipient":{"id":PAGE_ID},"timestamp":two_days_ago,
+         "message":{"mid":"m_old","text":"Can I return this?"}}]}]});
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "facebook", &old.to_string()).await.0, 200);
+    let (_, list) = api_get(&lp.client, &lp.daemon, "/api/conversations?platform=facebook").await;
+    let older = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["contact_id"] == OLD_PSID)
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(older["window"]["outside"], "human_agent", "{older}");
+    let older = older["id"].as_str().unwrap().to_owned();
+
+    // Inside the window: an automated reply and a person's reply; only the second is tagged.
+    let automated = lp.reply(&recent, "We got your message.").await;
+    let (status, by_person) =
+        reply_answer(&lp, &recent, json!({ "text": "Hi, Maria here.", "human_agent": true })).await;
+    assert_eq!(status, 202, "{by_person}");
+    // Outside 24 hours: refused unless a person wrote it.
+    let (status, refused) = reply_answer(&lp, &older, json!({ "text": "Sure." })).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "window_closed");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("human_agent"), "{refused}");
+    let (status, late) =
+        reply_answer(&lp, &older, json!({ "text": "Yes, within 30 days.", "human_agent": true })).await;
+    assert_eq!(status, 202, "{late}");
+
+    for id in [&automated, by_person["message"]["id"].as_str().unwrap(), late["message"]["id"].as_str().unwrap()] {
+        lp.wait_for(id, &["sent", "delivered", "read"], Duration::from_secs(15)).await;
+    }
+    let sent = lp.sends("facebook").await;
+    let by_text = |text: &str| -> Value {
+        sent.iter().find(|r| r["body"]["message"]["text"] == text).unwrap_or_else(|| panic!("{sent:?}"))["body"].clone()
+    };
+    assert_eq!(sent.len(), 3, "the refused reply never reached the platform: {sent:?}");
+    let untagged = by_text("We got your message.");
+    assert_eq!(untagged["messaging_type"], "RESPONSE");
+    assert!(untagged.get("tag").is_none(), "{untagged}");
+    for text in ["Hi, Maria here.", "Yes, within 30 days."] {
+        let tagged = by_text(text);
+        assert_eq!(
+            (&tagged["messaging_type"], &tagged["tag"]),
+            (&json!("MESSAGE_TAG"), &json!("HUMAN_AGENT")),
+            "{tagged}"
+        );
+    }
+    // Elsewhere the flag means nothing and is refused.
+    let viber_user_reply = lp
+        .post("/api/messages", json!({ "platform": "viber", "to": VIBER_USER, "text": "hi", "human_agent": true }))
+        .await;
+    assert_eq!(viber_user_reply.0, 422, "{}", viber_user_reply.1);
 }

@@ -116,7 +116,7 @@ async fn a_viber_webhook_with_a_header_and_another_sig_parameter_is_refused() {
 async fn api_posts_that_are_not_declared_json_get_415_and_queue_nothing() {
     let daemon = Daemon::start();
     let client = client();
-    let body = json!({ "platform": "whatsapp", "to": "15551234567", "text": "hello" }).to_string();
+    let body = json!({ "platform": "viber", "to": VIBER_USER, "text": "hello" }).to_string();
     for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("text/json"), None] {
         let mut request = client.post(daemon.url("/api/messages")).bearer_auth(API_TOKEN).body(body.clone());
         if let Some(value) = content_type {

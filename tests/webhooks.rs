@@ -314,8 +314,8 @@ async fn conversations_page_with_cursors_newest_first() {
     let daemon = Daemon::start();
     let client = client();
     for i in 0..7 {
-        let body = whatsapp_messages(&[(&format!("wamid.P{i}"), &format!("55110000000{i}"), "P", "hi")]);
-        let body = body.replace("1718000000", &format!("17180000{i:02}"));
+        let body =
+            whatsapp_messages_at(&[(&format!("wamid.P{i}"), &format!("55110000000{i}"), "P", "hi")], 1718000000 + i);
         assert_eq!(post_signed(&client, &daemon, "whatsapp", &body).await.0, 200);
     }
     let mut seen = Vec::new();

@@ -866,6 +866,9 @@ impl ConversationActor {
                             let _ = reply.send(result.map(|()| queued));
                         })),
                     ),
+                    Err(StoreError::Refused(reason)) => {
+                        let _ = reply.send(Err(PersistError::Refused(reason)));
+                    }
                     Err(e) => {
                         tracing::error!(message = "Queueing a reply failed.", platform = %target.platform, error = %e);
                         let _ = reply.send(Err(state.write_error(myself, &e)));

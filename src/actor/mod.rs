@@ -52,6 +52,10 @@ pub enum PersistError {
     /// This one write failed (the store restarting, a record that does not encode).
     #[error("the store could not persist the write: {0}")]
     Failed(String),
+    /// The write was refused as the request stands (a reply outside its messaging window); the
+    /// reason says what is allowed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Whether the store takes writes, for `/ready` and `/metrics`.

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::time::Timestamp;
+
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
 use ractor::rpc::CallResult;
@@ -42,9 +44,7 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
             _ => response::method_not_allowed("GET"),
         },
         ["conversations", id] => match method {
-            Method::GET => {
-                get_one(id, "conversation", |id, reply| ConversationMsg::GetConversation { id, reply }).await
-            }
+            Method::GET => get_conversation(id).await,
             _ => response::method_not_allowed("GET"),
         },
         ["conversations", id, "messages"] => match method {
@@ -147,7 +147,21 @@ async fn list_conversations(query: &str) -> Response<Body> {
         },
     };
     match read(|reply| ConversationMsg::ListConversations { platform, page, reply }).await {
-        Ok(page) => response::json(StatusCode::OK, &json!({ "conversations": page.items, "next": page.next })),
+        Ok(page) => {
+            // Each with its messaging window as of now (`window.rs`).
+            let now = Timestamp::now();
+            let items: Vec<_> = page.items.iter().map(|c| c.view(now)).collect();
+            response::json(StatusCode::OK, &json!({ "conversations": items, "next": page.next }))
+        }
+        Err(answer) => answer,
+    }
+}
+
+async fn get_conversation(id: &str) -> Response<Body> {
+    let owned = id.to_owned();
+    match read(|reply| ConversationMsg::GetConversation { id: owned, reply }).await {
+        Ok(Some(conversation)) => response::json(StatusCode::OK, &conversation.view(Timestamp::now())),
+        Ok(None) => not_found("conversation", id),
         Err(answer) => answer,
     }
 }

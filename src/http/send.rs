@@ -46,6 +46,10 @@ pub struct ReplyBody {
     /// A platform message id to quote (WhatsApp) or a LinkedIn comment URN to reply under.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// Messenger: a person wrote this reply; it goes with the `HUMAN_AGENT` tag, which allows it
+    /// up to 7 days after the user's last message. Refused on the other platforms.
+    #[serde(default)]
+    pub human_agent: bool,
 }
 
 /// `POST /api/messages`: start or continue a conversation.
@@ -128,6 +132,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
         );
     }
     let draft = OutboundDraft {
+        human_agent: body.human_agent,
         text: body.text.filter(|t| !t.is_empty()),
         attachments: body
             .attachments
@@ -146,6 +151,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
     };
     // Validate with the platform's own builder: what passes here is what the channel can send.
     let probe = OutboundMessage {
+        human_agent: draft.human_agent,
         id: "m0000000000000000".into(),
         recipient: probe_recipient(&target),
         reply_to: draft.reply_to.clone(),
@@ -197,6 +203,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
             match e {
                 PersistError::NotWritable(_) => response::store_not_writable("the reply was not queued"),
                 PersistError::Failed(_) => response::unavailable("the reply could not be stored", 1),
+                PersistError::Refused(reason) => unprocessable("window_closed", &reason),
             }
         }
         _ => response::unavailable("the store did not answer", 1),

@@ -489,11 +489,22 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
             json!({ "attachment": attachment_payload(attachment)?, "metadata": metadata })
         }
     };
-    let body = json!({
-        "recipient": { "id": message.recipient },
-        "messaging_type": "RESPONSE",
-        "message": content,
-    });
+    // A person's reply goes with the HUMAN_AGENT tag (PLATFORMS.md 1.6, 2026: the only tag left),
+    // which lets it go up to 7 days after the user's last message; nothing else is ever tagged.
+    let body = if message.human_agent {
+        json!({
+            "recipient": { "id": message.recipient },
+            "messaging_type": "MESSAGE_TAG",
+            "tag": "HUMAN_AGENT",
+            "message": content,
+        })
+    } else {
+        json!({
+            "recipient": { "id": message.recipient },
+            "messaging_type": "RESPONSE",
+            "message": content,
+        })
+    };
     Ok(graph_post(ctx, &body))
 }
 
@@ -1514,6 +1525,7 @@ mod tests {
 
     fn outbound(text: Option<&str>, attachments: Vec<Attachment>) -> OutboundMessage {
         OutboundMessage {
+            human_agent: false,
             id: "msg_01J0ABCDEF".into(),
             recipient: USER.into(),
             reply_to: None,
@@ -1594,6 +1606,21 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    #[test]
+    fn a_human_agent_reply_is_tagged_and_nothing_else_is() {
+        let mut message = outbound(Some("Your refund was approved today."), vec![]);
+        let plain = json_body(&build(&message).expect("builds"));
+        assert_eq!(plain["messaging_type"], "RESPONSE");
+        assert!(plain.get("tag").is_none());
+        message.human_agent = true;
+        let tagged = json_body(&build(&message).expect("builds"));
+        assert_eq!(
+            (tagged["messaging_type"].as_str(), tagged["tag"].as_str()),
+            (Some("MESSAGE_TAG"), Some("HUMAN_AGENT"))
+        );
+        assert_eq!(tagged["message"], plain["message"]);
     }
 
     #[test]

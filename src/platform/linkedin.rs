@@ -313,6 +313,9 @@ const COMMENT_URN_PREFIX: &str = "urn:li:comment:(";
 /// percent-encoded (`:` `(` `)` `,`). Comments carry text only here: images need LinkedIn's upload
 /// flow first.
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.human_agent {
+        return Err(BuildError::Unsupported("`human_agent` is Messenger's; LinkedIn has no such tag".into()));
+    }
     if message.template.is_some() {
         return Err(BuildError::Unsupported("templates are WhatsApp only".to_owned()));
     }
@@ -1079,6 +1082,7 @@ mod tests {
 
     fn reply(recipient: &str, reply_to: Option<&str>, text: Option<&str>) -> OutboundMessage {
         OutboundMessage {
+            human_agent: false,
             id: "01J0MSG0000000000000000002".into(),
             recipient: recipient.into(),
             reply_to: reply_to.map(str::to_owned),

@@ -332,6 +332,9 @@ const WEBHOOK_NOT_SET_RETRY: std::time::Duration = std::time::Duration::from_sec
 /// A `reply_to` is refused: Viber bots cannot quote a message. `tracking_data` carries our message
 /// id so that echoes can be matched; Viber needs a string there, never null.
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.human_agent {
+        return Err(BuildError::Unsupported("`human_agent` is Messenger's; Viber has no such tag".into()));
+    }
     if message.reply_to.as_deref().is_some_and(|r| !r.is_empty()) {
         return Err(BuildError::Unsupported(
             "Viber bots cannot quote a message; send it without `reply_to`".to_owned(),
@@ -1180,6 +1183,7 @@ mod tests {
 
     fn outbound(text: Option<&str>) -> OutboundMessage {
         OutboundMessage {
+            human_agent: false,
             id: "01J0MSG0000000000000000001".into(),
             recipient: RECEIVER.into(),
             reply_to: None,

@@ -472,6 +472,9 @@ const MAINTENANCE_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// `biz_opaque_callback_data` carries our id so the status webhooks can be matched back, and
 /// `reply_to` becomes `context.message_id` (a quoted reply).
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    if message.human_agent {
+        return Err(BuildError::Unsupported("`human_agent` is Messenger's; WhatsApp has no such tag".into()));
+    }
     // A user known only by their business-scoped id is addressed by `recipient`, a number by `to`
     // (Meta, "Business-scoped user IDs": `to` is required unless `recipient` is given).
     let (recipient_field, to) = if is_business_scoped_user_id(message.recipient.trim()) {
@@ -1371,6 +1374,7 @@ mod tests {
 
     fn outbound(text: Option<&str>, attachments: Vec<Attachment>) -> OutboundMessage {
         OutboundMessage {
+            human_agent: false,
             id: OUR_ID.into(),
             recipient: ANA.into(),
             reply_to: None,

@@ -15,7 +15,8 @@ pub const MESSENGER_METADATA_MAX: usize = 1000;
 pub const WHATSAPP_TEXT_MAX: usize = 4096;
 
 const MESSAGING_TYPES: &[&str] = &["RESPONSE", "UPDATE", "MESSAGE_TAG", "UTILITY"];
-const MESSAGE_TAGS: &[&str] = &["HUMAN_AGENT", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE"];
+/// The tags Messenger still takes (2026: the others were retired in April).
+const MESSAGE_TAGS: &[&str] = &["HUMAN_AGENT"];
 const SENDER_ACTIONS: &[&str] = &["typing_on", "typing_off", "mark_seen", "react", "unreact"];
 const MESSENGER_ATTACHMENTS: &[&str] = &["audio", "file", "image", "template", "video"];
 const WHATSAPP_MEDIA: &[&str] = &["image", "video", "audio", "document", "sticker"];

@@ -228,9 +228,10 @@ impl Writer<'_> {
         }
         #[derive(serde::Serialize)]
         struct Data<'c> {
-            conversation: &'c Conversation,
+            conversation: crate::model::ConversationView<'c>,
         }
-        let data = Event::data_of(&Data { conversation: after }).map_err(render_error)?;
+        // With its window as of this write.
+        let data = Event::data_of(&Data { conversation: after.view(self.at()) }).map_err(render_error)?;
         self.emit(EventType::ConversationUpdated, after.platform, Some(&after.id), data)
     }
 }

@@ -75,6 +75,10 @@ pub enum StoreError {
     /// skip it, and a single read of it reports this.
     #[error("the {table} record `{key}` is stored but cannot be read ({reason})")]
     Unreadable { table: &'static str, key: String, reason: String },
+    /// A reply the platform would refuse now (its messaging window); the reason says what is
+    /// allowed. Nothing was written.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -87,7 +91,10 @@ impl StoreError {
                 problem: WriteProblem::NotWritable,
                 reason: "another process holds the store open".to_owned(),
             }),
-            StoreError::SchemaTooNew { .. } | StoreError::Corrupt(_) | StoreError::Unreadable { .. } => None,
+            StoreError::SchemaTooNew { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Unreadable { .. }
+            | StoreError::Refused(_) => None,
         }
     }
 }
@@ -523,6 +530,25 @@ impl Store {
     }
 }
 
+impl Store {
+    /// When the person last wrote in this conversation, from its newest messages (at most
+    /// `TIMELINE_LOOKBACK` of them): for records that do not carry it.
+    fn last_inbound_in_timeline(&self, conversation_id: &str) -> Result<Option<Timestamp>, StoreError> {
+        const TIMELINE_LOOKBACK: usize = 500;
+        let prefix = keys::timeline_prefix(conversation_id);
+        for entry in self.table(TreeId::Timeline).scan_prefix(&prefix).rev().take(TIMELINE_LOOKBACK) {
+            let (_, message_id) = entry?;
+            let Ok(message_id) = std::str::from_utf8(&message_id) else { continue };
+            match self.message(message_id) {
+                Ok(Some(message)) if message.direction == Direction::Inbound => return Ok(Some(message.sent_at)),
+                Ok(_) | Err(StoreError::Unreadable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// Stores one event into `writer`, in the conversation with `contact` (the event's contact as
 /// `contacts::resolve` found it); false when it was a duplicate.
 fn ingest_one(
@@ -582,6 +608,7 @@ fn ingest_one(
             unread: 0,
             created_at: event.occurred_at,
             updated_at: event.occurred_at,
+            last_inbound_at: None,
         });
         outcome.conversations += 1;
     }
@@ -632,6 +659,12 @@ fn ingest_one(
             if conv.last_message_at.is_none_or(|last| event.occurred_at >= last || last > horizon) {
                 conv.last_message_text = Some(content.preview());
                 conv.last_message_at = Some(event.occurred_at);
+            }
+            if *direction == Direction::Inbound {
+                // Nobody wrote later than we received it: a clock ahead of ours (believed up to a
+                // day, `time.rs`) must not stretch the window past what the platform allows.
+                let wrote_at = event.occurred_at.min(stored_at);
+                conv.last_inbound_at = Some(conv.last_inbound_at.map_or(wrote_at, |at| at.max(wrote_at)));
             }
             match direction {
                 Direction::Inbound => conv.unread += 1,
@@ -761,6 +794,8 @@ fn rebuilt_conversation(
         unread: 0,
         created_at,
         updated_at,
+        // Read from the timeline by `Store::enqueue` when a reply needs it.
+        last_inbound_at: None,
     })
 }
 

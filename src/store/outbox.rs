@@ -20,6 +20,8 @@ pub struct OutboundDraft {
     pub attachments: Vec<Attachment>,
     pub template: Option<Template>,
     pub reply_to: Option<String>,
+    /// A person wrote it (Messenger's `HUMAN_AGENT`; see `OutboundMessage::human_agent`).
+    pub human_agent: bool,
 }
 
 /// The conversation a reply goes to; created if it does not exist yet.
@@ -128,6 +130,7 @@ impl Store {
             queued_at: now,
             deadline_at: Timestamp::from_millis(now.as_millis().saturating_add(retry_deadline_ms)),
             message: OutboundMessage {
+                human_agent: draft.human_agent,
                 id: message_id.clone(),
                 recipient: outbound_recipient(target),
                 reply_to: draft.reply_to.clone().or_else(|| linkedin_parent_comment(target)),
@@ -166,7 +169,17 @@ impl Store {
             unread: 0,
             created_at: now,
             updated_at: now,
+            last_inbound_at: None,
         });
+        // The messaging window (window.rs), checked here so that the check and the enqueue are one
+        // step: a reply the platform would refuse is refused at once, without a platform call.
+        if conversation.last_inbound_at.is_none() {
+            // A record from a build before windows, a rebuilt or an unreadable one: the timeline
+            // knows (and is empty for a new conversation).
+            conversation.last_inbound_at = self.last_inbound_in_timeline(&conversation_id)?;
+        }
+        let reply = crate::window::ReplyKind { template: draft.template.is_some(), human_agent: draft.human_agent };
+        crate::window::check(target.platform, conversation.last_inbound_at, now, reply).map_err(StoreError::Refused)?;
         conversation.last_message_text = Some(preview);
         conversation.last_message_at = Some(now);
         // A time past the horizon was stored by an older build (see `ingest_one`): replaced.

@@ -269,7 +269,13 @@ mod counters {
     }
 
     fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
+        OutboundDraft {
+            text: Some(text.into()),
+            attachments: vec![],
+            template: None,
+            reply_to: None,
+            human_agent: false,
+        }
     }
 
     fn delivered(mid: &str, contact: &str) -> InboundEvent {
@@ -312,8 +318,7 @@ mod counters {
         store.ingest(&[delivered("m_echo", "a"), delivered("m_unknown", "e")], at(6)).unwrap();
         let known =
             ConversationTarget { platform: Platform::Facebook, account_id: "page-1".into(), contact_id: "a".into() };
-        let new =
-            ConversationTarget { platform: Platform::Whatsapp, account_id: "phone".into(), contact_id: "5511".into() };
+        let new = ConversationTarget { platform: Platform::Viber, account_id: "bot".into(), contact_id: "5511".into() };
         let (_, sent) = store.enqueue(&known, &draft("reply"), at(7), 60_000).unwrap();
         let (_, failed) = store.enqueue(&new, &draft("hello"), at(8), 60_000).unwrap();
         store.enqueue(&new, &draft("still queued"), at(9), 60_000).unwrap();
@@ -459,8 +464,29 @@ mod outbound {
         }
     }
 
+    /// A store in which `target()`'s customer wrote at time 0, so that replies until 24 hours
+    /// later are inside WhatsApp's window.
+    pub(super) fn store_with_customer() -> (tempfile::TempDir, Store) {
+        let (dir, store) = temp_store();
+        let wrote = InboundEvent {
+            platform: Platform::Whatsapp,
+            account_id: target().account_id,
+            contact_id: Some(target().contact_id),
+            sender_id: Some(target().contact_id),
+            ..text_event("", "wamid.IN0", 0, "hello")
+        };
+        store.ingest(&[wrote], Timestamp::from_millis(0)).unwrap();
+        (dir, store)
+    }
+
     pub(super) fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft { text: Some(text.into()), attachments: vec![], template: None, reply_to: None }
+        OutboundDraft {
+            text: Some(text.into()),
+            attachments: vec![],
+            template: None,
+            reply_to: None,
+            human_agent: false,
+        }
     }
 
     fn status_event(wamid: &str, kind: ReceiptKind, error: Option<MessageError>) -> InboundEvent {
@@ -480,7 +506,7 @@ mod outbound {
 
     #[test]
     fn a_queued_reply_is_a_message_and_an_outbox_entry_in_order() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let (first, entry) = store.enqueue(&target(), &draft("one"), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.enqueue(&target(), &draft("two"), Timestamp::from_millis(1_001), 60_000).unwrap();
         assert_eq!(first.status, Status::Queued);
@@ -497,7 +523,7 @@ mod outbound {
 
     #[test]
     fn sent_then_receipts_move_the_status_forward_only() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.mark_sending(&message.id).unwrap();
         let sent = store.mark_sent(&entry, "wamid.OUT1", Timestamp::from_millis(2_000)).unwrap().unwrap();
@@ -510,7 +536,7 @@ mod outbound {
 
     #[test]
     fn a_receipt_before_the_send_response_is_applied_when_it_comes() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.ingest(&[status_event("wamid.EARLY", ReceiptKind::Delivered, None)], Timestamp::from_millis(3)).unwrap();
         let sent = store.mark_sent(&entry, "wamid.EARLY", Timestamp::from_millis(2_000)).unwrap().unwrap();
@@ -520,7 +546,7 @@ mod outbound {
 
     #[test]
     fn an_asynchronous_failure_records_the_platforms_error() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.mark_sent(&entry, "wamid.F", Timestamp::from_millis(2_000)).unwrap();
         let error = MessageError { code: "131047".into(), message: "Re-engagement message".into(), permanent: true };
@@ -536,6 +562,8 @@ mod outbound {
         let (_dir, store) = temp_store();
         let fb =
             ConversationTarget { platform: Platform::Facebook, account_id: "page".into(), contact_id: "psid".into() };
+        let wrote = InboundEvent { account_id: "page".into(), ..text_event("psid", "m_in", 500, "hi") };
+        store.ingest(&[wrote], Timestamp::from_millis(500)).unwrap();
         let (a, entry_a) = store.enqueue(&fb, &draft("a"), Timestamp::from_millis(1_000), 60_000).unwrap();
         let (b, entry_b) = store.enqueue(&fb, &draft("b"), Timestamp::from_millis(1_001), 60_000).unwrap();
         store.mark_sent(&entry_a, "m_a", Timestamp::from_millis(2_000)).unwrap();
@@ -564,7 +592,7 @@ mod outbound {
 
     #[test]
     fn a_failed_send_leaves_the_outbox() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
         let error = MessageError { code: "131026".into(), message: "undeliverable".into(), permanent: true };
         store.mark_failed(&entry, error).unwrap();

@@ -377,8 +377,24 @@ pub async fn all_messages(client: &reqwest::Client, daemon: &Daemon) -> Vec<Valu
     messages
 }
 
-/// A WhatsApp body with one text message per (wamid, sender, name, text).
+/// The time now in milliseconds since the epoch: inbound test messages are sent now, so that
+/// the messaging windows (WhatsApp's and Messenger's 24 hours) are open for the replies to them.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The time now in seconds since the epoch (WhatsApp's unit).
+pub fn now_secs() -> i64 {
+    now_millis() / 1000
+}
+
+/// A WhatsApp body with one text message per (wamid, sender, name, text), sent now.
 pub fn whatsapp_messages(messages: &[(&str, &str, &str, &str)]) -> String {
+    whatsapp_messages_at(messages, now_secs())
+}
+
+/// A WhatsApp body with one text message per (wamid, sender, name, text), sent at `secs`.
+pub fn whatsapp_messages_at(messages: &[(&str, &str, &str, &str)], secs: i64) -> String {
     let contacts: Vec<Value> = messages
         .iter()
         .map(|(_, from, name, _)| serde_json::json!({ "profile": { "name": name }, "wa_id": from }))
@@ -386,7 +402,7 @@ pub fn whatsapp_messages(messages: &[(&str, &str, &str, &str)]) -> String {
     let items: Vec<Value> = messages
         .iter()
         .map(|(id, from, _, text)| {
-            serde_json::json!({ "from": from, "id": id, "timestamp": "1718000000", "type": "text", "text": { "body": text } })
+            serde_json::json!({ "from": from, "id": id, "timestamp": secs.to_string(), "type": "text", "text": { "body": text } })
         })
         .collect();
     serde_json::json!({
@@ -403,15 +419,39 @@ pub fn whatsapp_messages(messages: &[(&str, &str, &str, &str)]) -> String {
 
 /// A Messenger text from `PSID` with message id `mid`.
 pub fn messenger_inbound(mid: &str) -> String {
-    json!({"object":"page","entry":[{"id":PAGE_ID,"time":1718000000123_i64,"messaging":[
-        {"sender":{"id":PSID},"recipient":{"id":PAGE_ID},"timestamp":1718000000045_i64,"message":{"mid":mid,"text":"Where is my order?"}}]}]})
+    messenger_text_from(PSID, mid, "Where is my order?")
+}
+
+/// A Messenger text from `psid`, sent now.
+pub fn messenger_text_from(psid: &str, mid: &str, text: &str) -> String {
+    let now = now_millis();
+    json!({"object":"page","entry":[{"id":PAGE_ID,"time":now,"messaging":[
+        {"sender":{"id":psid},"recipient":{"id":PAGE_ID},"timestamp":now,"message":{"mid":mid,"text":text}}]}]})
     .to_string()
+}
+
+/// The customer `contact` writes on `platform` (WhatsApp or Messenger), so that its messaging
+/// window is open for replies (a business cannot start these conversations with free text).
+pub async fn customer_writes(client: &reqwest::Client, daemon: &Daemon, platform: &str, contact: &str) {
+    let id = format!("in.{platform}.{contact}.{}", now_millis());
+    let body = match platform {
+        "whatsapp" => {
+            let digits: String = contact.chars().filter(char::is_ascii_digit).collect();
+            let number = if digits.is_empty() { contact.to_owned() } else { digits };
+            whatsapp_messages(&[(&id, &number, "Customer", "Hello")])
+        }
+        "facebook" => messenger_text_from(contact, &id, "Hello"),
+        other => panic!("{other} has no messaging window"),
+    };
+    let (status, answer) = post_signed(client, daemon, platform, &body).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 /// A Viber text from `VIBER_USER`.
 pub fn viber_inbound() -> String {
     format!(
-        r#"{{"event":"message","timestamp":1718000000123,"message_token":5741311803571721088,"sender":{{"id":"{VIBER_USER}","name":"Ivan P."}},"message":{{"type":"text","text":"Привіт"}}}}"#
+        r#"{{"event":"message","timestamp":{},"message_token":5741311803571721088,"sender":{{"id":"{VIBER_USER}","name":"Ivan P."}},"message":{{"type":"text","text":"Привіт"}}}}"#,
+        now_millis()
     )
 }
 

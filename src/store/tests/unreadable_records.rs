@@ -205,7 +205,7 @@ fn a_missing_conversation_named_by_the_activity_list_is_skipped() {
 
 mod outbound {
     use super::*;
-    use crate::store::tests::outbound::{draft, target};
+    use crate::store::tests::outbound::{draft, store_with_customer, target};
 
     fn receipt(wamid: &str, kind: ReceiptKind) -> InboundEvent {
         InboundEvent {
@@ -224,7 +224,7 @@ mod outbound {
 
     #[test]
     fn an_unreadable_outbox_entry_is_skipped_and_the_others_still_load() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let (_, first) = store.enqueue(&target(), &draft("one"), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.enqueue(&target(), &draft("two"), Timestamp::from_millis(1_001), 60_000).unwrap();
         let mut key = vec![Platform::Whatsapp.tag()];
@@ -238,7 +238,7 @@ mod outbound {
 
     #[test]
     fn unreadable_pending_receipts_are_set_aside_and_a_reply_into_an_unreadable_conversation_still_queues() {
-        let (_dir, store) = temp_store();
+        let (_dir, store) = store_with_customer();
         let index_key = keys::platform_message_key(Platform::Whatsapp, "wamid.EARLY");
         store.table(TreeId::PendingReceipts).insert(&index_key, &b"{oops"[..]).unwrap();
         store.ingest(&[receipt("wamid.EARLY", ReceiptKind::Delivered)], Timestamp::from_millis(3)).unwrap();
