@@ -498,6 +498,43 @@ pub struct OutboundMessage {
     pub human_agent: bool,
 }
 
+/// An engagement action: what an agent does in a conversation besides writing (mark it read, show
+/// typing, react to a message). Not a message: nothing is stored; the channel sends it paced by
+/// the same limiter as messages (it counts against the platform's rate) and answers the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundAction {
+    /// Who sees it: a PSID, a WhatsApp number or business-scoped id.
+    pub recipient: String,
+    pub kind: ActionKind,
+}
+
+/// What an engagement action does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionKind {
+    /// The customer sees that their messages were read: WhatsApp's read receipt of `message_id`
+    /// (which also covers the messages before it), Messenger's `mark_seen`. With `typing`, the
+    /// typing indicator is shown as well.
+    MarkRead { message_id: Option<String>, typing: bool },
+    /// The typing indicator on or off. WhatsApp shows it only with a read receipt of
+    /// `message_id` and ends it itself (on the reply, or after 25 seconds).
+    Typing { on: bool, message_id: Option<String> },
+    /// A reaction to the platform message `message_id`; an empty `emoji` removes ours.
+    React { message_id: String, emoji: String },
+}
+
+impl ActionKind {
+    /// Its name in logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::MarkRead { .. } => "mark_read",
+            ActionKind::Typing { on: true, .. } => "typing_on",
+            ActionKind::Typing { on: false, .. } => "typing_off",
+            ActionKind::React { emoji, .. } if emoji.is_empty() => "unreact",
+            ActionKind::React { .. } => "react",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

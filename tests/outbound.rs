@@ -678,3 +678,117 @@ async fn human_agent_is_set_only_when_asked_and_only_it_goes_after_24_hours_on_m
         .await;
     assert_eq!(viber_user_reply.0, 422, "{}", viber_user_reply.1);
 }
+
+/// The bodies of the send-API requests the sandbox received for `platform`, oldest first.
+async fn send_bodies(lp: &Loop, platform: &str) -> Vec<Value> {
+    lp.sends(platform).await.into_iter().map(|r| r["body"].clone()).collect()
+}
+
+/// Our id of the newest message of a conversation.
+async fn newest_message_id(lp: &Loop, conversation: &str) -> String {
+    let (_, page) =
+        api_get(&lp.client, &lp.daemon, &format!("/api/conversations/{conversation}/messages?limit=1")).await;
+    page["messages"][0]["id"].as_str().unwrap_or_else(|| panic!("{page}")).to_owned()
+}
+
+#[tokio::test]
+async fn mark_read_typing_and_reactions_reach_whatsapp_as_the_documented_requests() {
+    let lp = Loop::start(Rates::default(), &[]);
+    let body = whatsapp_messages(&[("wamid.ENG1", WA_USER, "Ana", "Is the blue one in stock?")]);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "whatsapp", &body).await.0, 200);
+    let conversation = lp.conversation_of("whatsapp").await;
+
+    let (status, read) = lp.post(&format!("/api/conversations/{conversation}/read"), json!({ "typing": true })).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["receipt"]["status"], "sent", "{read}");
+    assert_eq!(read["conversation"]["unread"], 0, "{read}");
+    let (_, shown) = api_get(&lp.client, &lp.daemon, &format!("/api/conversations/{conversation}")).await;
+    assert_eq!(shown["unread"], 0);
+
+    let (status, typing) = lp.post(&format!("/api/conversations/{conversation}/typing"), json!({ "on": true })).await;
+    assert_eq!(status, 200, "{typing}");
+    let (status, off) = lp.post(&format!("/api/conversations/{conversation}/typing"), json!({ "on": false })).await;
+    assert_eq!((status, &off["error"]["code"]), (422, &json!("unsupported_action")), "{off}");
+
+    let inbound = newest_message_id(&lp, &conversation).await;
+    for emoji in ["👍", ""] {
+        let (status, reacted) = lp.post(&format!("/api/messages/{inbound}/reaction"), json!({ "emoji": emoji })).await;
+        assert_eq!(status, 200, "{reacted}");
+    }
+    let read_with_typing = json!({ "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.ENG1",
+                                   "typing_indicator": { "type": "text" } });
+    let reaction = |emoji: &str| {
+        json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "to": WA_USER, "type": "reaction",
+                "reaction": { "message_id": "wamid.ENG1", "emoji": emoji } })
+    };
+    assert_eq!(
+        send_bodies(&lp, "whatsapp").await,
+        [read_with_typing.clone(), read_with_typing, reaction("👍"), reaction("")],
+        "read+typing, typing (WhatsApp's typing is a read receipt with the indicator), react, unreact"
+    );
+    // Nothing unread and no typing asked: no receipt is sent again.
+    let (status, again) = lp.post(&format!("/api/conversations/{conversation}/read"), json!({})).await;
+    assert_eq!((status, &again["receipt"]["status"]), (200, &json!("not_needed")), "{again}");
+    assert_eq!(send_bodies(&lp, "whatsapp").await.len(), 4);
+}
+
+#[tokio::test]
+async fn mark_read_typing_and_reactions_reach_messenger_as_sender_actions_and_viber_says_what_it_cannot() {
+    let lp = Loop::start(Rates::default(), &[]);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "facebook", &messenger_inbound("m_ENG1")).await.0, 200);
+    let conversation = lp.conversation_of("facebook").await;
+    let (status, read) = lp.post(&format!("/api/conversations/{conversation}/read"), json!({})).await;
+    assert_eq!((status, &read["receipt"]["status"]), (200, &json!("sent")), "{read}");
+    for on in [true, false] {
+        let (status, typing) = lp.post(&format!("/api/conversations/{conversation}/typing"), json!({ "on": on })).await;
+        assert_eq!(status, 200, "{typing}");
+    }
+    let inbound = newest_message_id(&lp, &conversation).await;
+    let (status, reacted) = lp.post(&format!("/api/messages/{inbound}/reaction"), json!({ "emoji": "😊" })).await;
+    assert_eq!(status, 200, "{reacted}");
+    let action = |name: &str| json!({ "recipient": { "id": PSID }, "sender_action": name });
+    assert_eq!(
+        send_bodies(&lp, "facebook").await,
+        [
+            action("mark_seen"),
+            action("typing_on"),
+            action("typing_off"),
+            json!({ "recipient": { "id": PSID }, "sender_action": "react",
+                    "payload": { "message_id": "m_ENG1", "reaction": "😊" } }),
+        ]
+    );
+
+    // Viber: the operator's read state changes, the platform has no receipts to send.
+    let (status, answer) = post_signed(&lp.client, &lp.daemon, "viber", &viber_inbound()).await;
+    assert_eq!(status, 200, "{answer}");
+    let viber = lp.conversation_of("viber").await;
+    let (status, read) = lp.post(&format!("/api/conversations/{viber}/read"), json!({})).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(
+        (&read["receipt"]["status"], &read["conversation"]["unread"]),
+        (&json!("unsupported"), &json!(0)),
+        "{read}"
+    );
+    let (status, typing) = lp.post(&format!("/api/conversations/{viber}/typing"), json!({ "on": true })).await;
+    assert_eq!((status, &typing["error"]["code"]), (422, &json!("unsupported_action")), "{typing}");
+    assert!(lp.sends("viber").await.is_empty());
+}
+
+#[tokio::test]
+async fn typing_and_reactions_outside_the_window_are_refused_without_a_platform_call() {
+    let lp = Loop::start(Rates::default(), &[]);
+    let yesterday = now_secs() - 25 * 3600;
+    let body = whatsapp_messages_at(&[("wamid.OLD9", WA_USER, "Ana", "Hello?")], yesterday);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "whatsapp", &body).await.0, 200);
+    let conversation = lp.conversation_of("whatsapp").await;
+    let (status, typing) = lp.post(&format!("/api/conversations/{conversation}/typing"), json!({ "on": true })).await;
+    assert_eq!((status, &typing["error"]["code"]), (422, &json!("window_closed")), "{typing}");
+    let inbound = newest_message_id(&lp, &conversation).await;
+    let (status, reacted) = lp.post(&format!("/api/messages/{inbound}/reaction"), json!({ "emoji": "👍" })).await;
+    assert_eq!((status, &reacted["error"]["code"]), (422, &json!("window_closed")), "{reacted}");
+    let (status, bad) = lp.post(&format!("/api/messages/{inbound}/reaction"), json!({ "emoji": 5 })).await;
+    assert_eq!(status, 400, "{bad}");
+    let (status, unknown) = lp.post("/api/messages/m_nope/reaction", json!({ "emoji": "👍" })).await;
+    assert_eq!(status, 404, "{unknown}");
+    assert!(lp.sends("whatsapp").await.is_empty());
+}

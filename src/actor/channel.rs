@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 
+use super::actions::{ActionQueue, Next};
 use super::{ChannelMsg, ChannelStatus, ConversationMsg, PersistError, TokenCheck, conversation_actor};
 use crate::config::OutboundConfig;
-use crate::model::{MessageError, Platform, Timestamp};
+use crate::model::{MessageError, OutboundAction, Platform, Timestamp};
 use crate::outbound;
-use crate::platform::{self, ParseContext, SendContext, SendOutcome};
+use crate::platform::{self, ActionOutcome, ParseContext, SendContext, SendOutcome};
 use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
 use crate::secret::Secret;
 use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
@@ -131,7 +132,12 @@ pub struct ChannelState {
     sent: u64,
     failed: u64,
     retried: u64,
+    /// Engagement actions waiting to go (`actions.rs`), each with the caller's reply port.
+    actions: ActionQueue<ActionReply>,
 }
+
+/// Where an engagement action's caller waits for how it ended.
+type ActionReply = ractor::RpcReplyPort<Result<(), MessageError>>;
 
 impl ChannelState {
     fn queued(&self) -> usize {
@@ -236,6 +242,11 @@ impl ChannelState {
     }
 }
 
+/// Why an action cannot go: the channel is not ready.
+fn not_ready(reason: &str) -> MessageError {
+    MessageError { code: "channel_not_ready".into(), message: reason.to_owned(), permanent: false }
+}
+
 /// A fingerprint of the configured token: a stored token derived from another one is stale.
 fn fingerprint(secret: &Secret) -> String {
     platform::encode_hex(&Sha256::digest(secret.expose().as_bytes())[..8])
@@ -244,11 +255,25 @@ fn fingerprint(secret: &Secret) -> String {
 impl ChannelActor {
     /// Sends what may be sent now; schedules a wake-up for what must wait.
     fn pump(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState) {
-        if state.broken.is_some() || state.refreshing || !state.store_writable {
+        if let Some(reason) = &state.broken {
+            let error = not_ready(reason);
+            for (reply, error) in state.actions.drain(&error) {
+                let _ = reply.send(Err(error));
+            }
+            return;
+        }
+        if state.refreshing {
             return;
         }
         let now = Instant::now();
-        let mut earliest: Option<Instant> = None;
+        // Actions go first and need no store; messages wait while the store cannot record them.
+        let mut earliest = Self::pump_actions(myself, state, now);
+        if !state.store_writable {
+            if let Some(when) = earliest {
+                state.wake_at(myself, when);
+            }
+            return;
+        }
         let max_in_flight = state.args.send.outbound.max_in_flight;
         let mut looked = 0;
         let conversations = state.order.len();
@@ -289,6 +314,94 @@ impl ChannelActor {
         if let Some(when) = earliest {
             state.wake_at(myself, when);
         }
+    }
+
+    /// Sends the next request of the oldest engagement action if it may go now; else when to
+    /// look again.
+    fn pump_actions(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, now: Instant) -> Option<Instant> {
+        let platform = state.args.platform;
+        for (reply, error) in state.actions.expire(now) {
+            tracing::info!(message = "Engagement action given up.", %platform, reason = %error.message);
+            let _ = reply.send(Err(error));
+        }
+        let (id, action, step) = match state.actions.next(now) {
+            Next::Idle => return None,
+            Next::WaitUntil(at) => return Some(at),
+            Next::Send { id, action, step } => (id, action.clone(), step),
+        };
+        if let Err(when) = state.limiter.try_take(now) {
+            return Some(when);
+        }
+        state.actions.started(id);
+        let request = platform::build_action_requests(platform, &state.send_context(), &action)
+            .ok()
+            .and_then(|mut requests| (step < requests.len()).then(|| requests.swap_remove(step)));
+        let Some(request) = request else {
+            // Validated when queued, so only a configuration change gets here.
+            let error =
+                MessageError { code: "invalid".into(), message: "the action no longer builds".into(), permanent: true };
+            let _ = myself.cast(ChannelMsg::ActionAttempted { id, outcome: ActionOutcome::Failed(error) });
+            return None;
+        };
+        let client = state.client.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let response = outbound::execute(&client, &request).await;
+            crate::metrics::metrics().send_request(platform, started.elapsed());
+            let outcome = match response {
+                Ok(response) => platform::classify_action_response(platform, &response),
+                Err(e) => ActionOutcome::Retry {
+                    after: None,
+                    error: MessageError { code: "transport".into(), message: e.to_string(), permanent: false },
+                },
+            };
+            let _ = me.cast(ChannelMsg::ActionAttempted { id, outcome });
+        });
+        None
+    }
+
+    /// Queues an engagement action (checked with the platform's builder first), or refuses it.
+    fn act(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, action: OutboundAction, reply: ActionReply) {
+        if let Some(reason) = &state.broken {
+            let _ = reply.send(Err(not_ready(reason)));
+            return;
+        }
+        let steps = match platform::build_action_requests(state.args.platform, &state.send_context(), &action) {
+            Ok(requests) => requests.len(),
+            Err(e) => {
+                let _ =
+                    reply.send(Err(MessageError { code: "invalid".into(), message: e.to_string(), permanent: true }));
+                return;
+            }
+        };
+        if let Err(reply) = state.actions.push(action, steps, reply, Instant::now()) {
+            let message = format!("{} engagement actions are waiting; try again later", state.actions.len());
+            let _ = reply.send(Err(MessageError { code: "queue_full".into(), message, permanent: false }));
+            return;
+        }
+        Self::pump(myself, state);
+    }
+
+    /// A request of an engagement action ended.
+    fn action_attempted(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, id: u64, outcome: ActionOutcome) {
+        let platform = state.args.platform;
+        let token_rejected = matches!(outcome, ActionOutcome::TokenRejected(_));
+        let out = &state.args.send.outbound;
+        let (initial, max) = (Duration::from_millis(out.initial_backoff_ms), Duration::from_millis(out.max_backoff_ms));
+        let wait = |attempts| backoff(initial, max, attempts, rand::random::<f64>());
+        if let Some((reply, result)) = state.actions.answered(id, outcome, Instant::now(), wait) {
+            match &result {
+                Ok(()) => tracing::debug!(message = "Engagement action sent.", %platform),
+                Err(e) => tracing::info!(message = "Engagement action failed.", %platform, code = %e.code),
+            }
+            let _ = reply.send(result);
+        }
+        if token_rejected && !state.refreshing {
+            state.refreshing = true;
+            let _ = myself.cast(ChannelMsg::CheckToken { after_rejection: true });
+        }
+        Self::pump(myself, state);
     }
 
     /// Starts one send request in its own task; the answer comes back as `Attempted`.
@@ -787,6 +900,7 @@ impl Actor for ChannelActor {
             sent: 0,
             failed: 0,
             retried: 0,
+            actions: ActionQueue::default(),
             args,
         })
     }
@@ -889,6 +1003,8 @@ impl Actor for ChannelActor {
                 let _ = reply.send(state.status());
             }
             ChannelMsg::Reconfigure(send) => Self::reconfigure(&myself, state, *send),
+            ChannelMsg::Act { action, reply } => Self::act(&myself, state, action, reply),
+            ChannelMsg::ActionAttempted { id, outcome } => Self::action_attempted(&myself, state, id, outcome),
             ChannelMsg::StoreWritable(writable) => {
                 if writable != state.store_writable {
                     tracing::info!(message = if writable { "Store writable again; sending resumes." } else { "Store not writable; sending paused." }, platform = %state.args.platform);

@@ -32,7 +32,7 @@ use super::{
 };
 use crate::feed::{FeedHub, Published};
 use crate::model::{InboundEvent, MessageError, Platform, Timestamp};
-use crate::store::{self, OutboxEntry, Store, StoreError, WriteFailure, WriteProblem};
+use crate::store::{self, OutboxEntry, ReadMark, Store, StoreError, WriteFailure, WriteProblem};
 
 /// The actor behaviour; all state is in [`ConversationState`].
 pub struct ConversationActor;
@@ -850,6 +850,36 @@ impl ConversationActor {
             }
             ConversationMsg::GetMessage { id, reply } => {
                 let _ = reply.send(state.readable().and_then(|s| s.message(&id).map_err(|e| read_failed(&e))));
+            }
+            ConversationMsg::NewestInbound { conversation_id, reply } => {
+                let newest = state
+                    .readable()
+                    .and_then(|s| s.newest_inbound_message(&conversation_id).map_err(|e| read_failed(&e)));
+                let _ = reply.send(newest);
+            }
+            ConversationMsg::MarkRead { id, reply } => {
+                let Some(store) = state.writable().cloned() else {
+                    let _ = reply.send(Err(state.refusal()));
+                    return;
+                };
+                match store.mark_read(&id, Timestamp::now()) {
+                    Ok(ReadMark::Unknown) => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    Ok(ReadMark::AlreadyRead(conversation)) => {
+                        let _ = reply.send(Ok(Some(conversation)));
+                    }
+                    Ok(ReadMark::Marked(conversation)) => state.park(
+                        myself,
+                        Pending::Reply(Box::new(move |result| {
+                            let _ = reply.send(result.map(|()| Some(conversation)));
+                        })),
+                    ),
+                    Err(e) => {
+                        tracing::error!(message = "Marking a conversation read failed.", error = %e);
+                        let _ = reply.send(Err(state.write_error(myself, &e)));
+                    }
+                }
             }
             ConversationMsg::GetStoreStatus { reply } => {
                 let _ = reply.send(state.status());

@@ -5,6 +5,7 @@
 //! Actors are found by registered name at the moment of use, never through a kept `ActorRef`: a
 //! restarted actor is a new actor, and the name is the stable address across restarts.
 
+pub mod actions;
 pub mod channel;
 pub mod conversation;
 pub mod events;
@@ -131,6 +132,11 @@ pub enum ChannelMsg {
     /// The store stopped (false) or started again (true) taking writes: sending pauses meanwhile,
     /// so that no message goes out whose `sent` could not be recorded.
     StoreWritable(bool),
+    /// Send an engagement action (read, typing, reaction) paced with the messages; answers when
+    /// the platform took it, refused it, or its deadline passed.
+    Act { action: crate::model::OutboundAction, reply: RpcReplyPort<Result<(), MessageError>> },
+    /// One request of an engagement action ended (internal).
+    ActionAttempted { id: u64, outcome: crate::platform::ActionOutcome },
 }
 
 /// The result of a token check or refresh.
@@ -215,6 +221,11 @@ pub enum ConversationMsg {
     ListMessages { conversation_id: String, page: PageRequest, reply: RpcReplyPort<ReadResult<Page<Message>>> },
     /// One message.
     GetMessage { id: String, reply: RpcReplyPort<ReadResult<Option<Message>>> },
+    /// The person's newest message in a conversation (what read receipts and typing refer to).
+    NewestInbound { conversation_id: String, reply: RpcReplyPort<ReadResult<Option<Message>>> },
+    /// The operator read a conversation: unread to 0; answers once durable, with the conversation
+    /// (None when unknown).
+    MarkRead { id: String, reply: RpcReplyPort<Result<Option<Conversation>, PersistError>> },
     /// Whether the store takes writes, and its record counts, for `/ready` and `/metrics`.
     GetStoreStatus { reply: RpcReplyPort<StoreStatus> },
     /// Store a reply as a queued message in the outbox; answer after it is durable.

@@ -14,6 +14,7 @@ use serde_json::json;
 use hyper::body::Incoming;
 
 use super::HttpState;
+use super::engagement;
 use super::response::{self, Body};
 use super::send::{self, NewMessageBody, ReplyBody};
 use crate::actor::{ConversationMsg, PageRequest, ReadError, ReadResult, conversation_actor};
@@ -55,6 +56,27 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
             },
             _ => response::method_not_allowed("GET, POST"),
         },
+        ["conversations", id, "read"] => match method {
+            Method::POST => match read_json_or_empty::<engagement::ReadBody>(state, request).await {
+                Ok(body) => engagement::mark_read(state, id, body).await,
+                Err(answer) => answer,
+            },
+            _ => response::method_not_allowed("POST"),
+        },
+        ["conversations", id, "typing"] => match method {
+            Method::POST => match read_json::<engagement::TypingBody>(state, request).await {
+                Ok(body) => engagement::typing(state, id, body).await,
+                Err(answer) => answer,
+            },
+            _ => response::method_not_allowed("POST"),
+        },
+        ["messages", id, "reaction"] => match method {
+            Method::POST => match read_json::<engagement::ReactionBody>(state, request).await {
+                Ok(body) => engagement::react(state, id, body).await,
+                Err(answer) => answer,
+            },
+            _ => response::method_not_allowed("POST"),
+        },
         ["messages"] => match method {
             Method::POST => match read_json::<NewMessageBody>(state, request).await {
                 Ok(body) => send::start(state, body).await,
@@ -82,6 +104,24 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     state: &HttpState,
     request: Request<Incoming>,
 ) -> Result<T, Response<Body>> {
+    let bytes = read_json_bytes(state, request).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad_request("bad_json", &format!("the body is not valid: {e}")))
+}
+
+/// As `read_json`, and an empty body is the default value (every field optional).
+async fn read_json_or_empty<T: serde::de::DeserializeOwned + Default>(
+    state: &HttpState,
+    request: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let bytes = read_json_bytes(state, request).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| bad_request("bad_json", &format!("the body is not valid: {e}")))
+}
+
+/// The body of a request declared `application/json`, under the size limit.
+async fn read_json_bytes(state: &HttpState, request: Request<Incoming>) -> Result<bytes::Bytes, Response<Body>> {
     if !is_json_content_type(request.headers().get(hyper::header::CONTENT_TYPE).map(|v| v.as_bytes())) {
         return Err(response::error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -92,8 +132,7 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     let config = state.config();
     let limit = config.server.max_body_bytes;
     let timeout = Duration::from_secs(config.server.request_timeout_secs);
-    let bytes = super::body::read_limited(request, limit, timeout).await?;
-    serde_json::from_slice(&bytes).map_err(|e| bad_request("bad_json", &format!("the body is not valid: {e}")))
+    super::body::read_limited(request, limit, timeout).await
 }
 
 /// True for `application/json`, in any case, with or without parameters (`; charset=utf-8`).

@@ -7,6 +7,7 @@
 mod api;
 mod body;
 pub mod connections;
+mod engagement;
 mod events;
 pub mod metrics;
 mod receivers;

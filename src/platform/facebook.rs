@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::model::{
-    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
-    OutboundMessage, Platform, Receipt, ReceiptKind, Timestamp,
+    ActionKind, Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
+    OutboundAction, OutboundMessage, Platform, Receipt, ReceiptKind, Timestamp,
 };
 use crate::secret::Secret;
 
@@ -549,6 +549,34 @@ pub fn build_sender_action_request(ctx: &SendContext<'_>, recipient: &str, actio
 
 /// `POST {api_base}/{account}/messages` with a JSON body and the token as a Bearer header. WhatsApp's
 /// Cloud API uses the same edge and the same credential placement.
+/// An engagement action as Send API sender actions (PLATFORMS.md 1.6; Meta, "Sender Actions"):
+/// `mark_seen`, `typing_on`/`typing_off`, and `react` (payload `message_id` and `reaction`) or
+/// `unreact` (payload `message_id` only). Read and typing are two requests.
+pub fn build_action_requests(ctx: &SendContext<'_>, action: &OutboundAction) -> Result<Vec<ApiRequest>, BuildError> {
+    let recipient = action.recipient.trim();
+    if recipient.is_empty() {
+        return Err(BuildError::Invalid { field: "recipient", reason: "empty".into() });
+    }
+    let sender_action = |name: &str| json!({ "recipient": { "id": recipient }, "sender_action": name });
+    let bodies = match &action.kind {
+        ActionKind::MarkRead { typing: false, .. } => vec![sender_action("mark_seen")],
+        ActionKind::MarkRead { typing: true, .. } => vec![sender_action("mark_seen"), sender_action("typing_on")],
+        ActionKind::Typing { on: true, .. } => vec![sender_action("typing_on")],
+        ActionKind::Typing { on: false, .. } => vec![sender_action("typing_off")],
+        ActionKind::React { message_id, .. } if message_id.trim().is_empty() => {
+            return Err(BuildError::Invalid { field: "message_id", reason: "empty".into() });
+        }
+        ActionKind::React { message_id, emoji } if emoji.is_empty() => vec![json!({
+            "recipient": { "id": recipient }, "sender_action": "unreact", "payload": { "message_id": message_id }
+        })],
+        ActionKind::React { message_id, emoji } => vec![json!({
+            "recipient": { "id": recipient }, "sender_action": "react",
+            "payload": { "message_id": message_id, "reaction": emoji }
+        })],
+    };
+    Ok(bodies.iter().map(|body| graph_post(ctx, body)).collect())
+}
+
 pub(super) fn graph_post(ctx: &SendContext<'_>, body: &Value) -> ApiRequest {
     ApiRequest {
         method: ApiMethod::Post,
@@ -1606,6 +1634,63 @@ mod tests {
                 "{kind}"
             );
         }
+    }
+
+    fn action_bodies(kind: ActionKind) -> Result<Vec<Value>, BuildError> {
+        let action = OutboundAction { recipient: USER.into(), kind };
+        let requests = build_action_requests(&send_ctx(&Secret::new(PAGE_TOKEN)), &action)?;
+        for request in &requests {
+            assert_eq!(request.url, format!("{GRAPH}/{PAGE}/messages"));
+        }
+        Ok(requests.iter().map(json_body).collect())
+    }
+
+    #[test]
+    fn engagement_actions_are_the_documented_sender_actions() {
+        let seen = json!({ "recipient": { "id": USER }, "sender_action": "mark_seen" });
+        let typing_on = json!({ "recipient": { "id": USER }, "sender_action": "typing_on" });
+        let read = |typing| ActionKind::MarkRead { message_id: None, typing };
+        assert_eq!(action_bodies(read(false)).unwrap(), std::slice::from_ref(&seen));
+        assert_eq!(action_bodies(read(true)).unwrap(), [seen, typing_on.clone()], "two requests, in order");
+        assert_eq!(action_bodies(ActionKind::Typing { on: true, message_id: None }).unwrap(), [typing_on]);
+        assert_eq!(
+            action_bodies(ActionKind::Typing { on: false, message_id: None }).unwrap(),
+            [json!({ "recipient": { "id": USER }, "sender_action": "typing_off" })]
+        );
+        let react = |emoji: &str| ActionKind::React { message_id: "m_AbC123".into(), emoji: emoji.into() };
+        assert_eq!(
+            action_bodies(react("😊")).unwrap(),
+            [json!({ "recipient": { "id": USER }, "sender_action": "react",
+                     "payload": { "message_id": "m_AbC123", "reaction": "😊" } })]
+        );
+        assert_eq!(
+            action_bodies(react("")).unwrap(),
+            [
+                json!({ "recipient": { "id": USER }, "sender_action": "unreact", "payload": { "message_id": "m_AbC123" } })
+            ]
+        );
+        let no_message = ActionKind::React { message_id: " ".into(), emoji: "👍".into() };
+        assert!(matches!(action_bodies(no_message), Err(BuildError::Invalid { field: "message_id", .. })));
+    }
+
+    #[test]
+    fn a_sender_actions_answer_without_a_message_id_is_done() {
+        let answer = |status, body: &str| ApiResponse { status, headers: vec![], body: body.as_bytes().to_vec() };
+        let done = crate::platform::classify_action_response(
+            Platform::Facebook,
+            &answer(200, r#"{"recipient_id":"7212345678901234"}"#),
+        );
+        assert_eq!(done, crate::platform::ActionOutcome::Done);
+        let window = r#"{"error":{"message":"(#10) This message is sent outside of allowed window.","type":"OAuthException","code":10,"error_subcode":2018278}}"#;
+        assert!(matches!(
+            crate::platform::classify_action_response(Platform::Facebook, &answer(400, window)),
+            crate::platform::ActionOutcome::Failed(e) if e.code.starts_with("10")
+        ));
+        let busy = r#"{"error":{"message":"(#613) Calls to this api have exceeded the rate limit.","code":613}}"#;
+        assert!(matches!(
+            crate::platform::classify_action_response(Platform::Facebook, &answer(400, busy)),
+            crate::platform::ActionOutcome::Retry { .. }
+        ));
     }
 
     #[test]

@@ -292,6 +292,52 @@ pub fn classify_send_response(platform: Platform, response: &ApiResponse) -> Sen
     }
 }
 
+/// The requests that carry an engagement action, in the order they must go (Messenger needs two
+/// for "read and typing"); `Unsupported` where the platform cannot do it.
+pub fn build_action_requests(
+    platform: Platform,
+    ctx: &SendContext<'_>,
+    action: &crate::model::OutboundAction,
+) -> Result<Vec<ApiRequest>, BuildError> {
+    match platform {
+        Platform::Facebook => facebook::build_action_requests(ctx, action),
+        Platform::Whatsapp => whatsapp::build_action_requests(ctx, action),
+        Platform::Viber => Err(BuildError::Unsupported(format!(
+            "Viber bots cannot send `{}` (no read receipts, typing or reactions in the bot API)",
+            action.kind.name()
+        ))),
+        Platform::Linkedin => {
+            Err(BuildError::Unsupported(format!("LinkedIn comments have no `{}` in Parley's API", action.kind.name())))
+        }
+    }
+}
+
+/// How one request of an engagement action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// The platform took it.
+    Done,
+    /// A temporary failure: retry after `after` if the platform said, else with back-off.
+    Retry { after: Option<std::time::Duration>, error: crate::model::MessageError },
+    /// Retrying cannot help.
+    Failed(crate::model::MessageError),
+    /// The credential is expired or invalid.
+    TokenRejected(crate::model::MessageError),
+}
+
+/// Tells an engagement action's answer apart, with the platform's send error table: a success
+/// carries no message id (`{"success": true}`, `{"recipient_id": …}`), or a WhatsApp reaction's
+/// wamid, which is not kept.
+pub fn classify_action_response(platform: Platform, response: &ApiResponse) -> ActionOutcome {
+    match classify_send_response(platform, response) {
+        SendOutcome::Sent { .. } => ActionOutcome::Done,
+        SendOutcome::Failed(error) if error.code == "no_message_id" => ActionOutcome::Done,
+        SendOutcome::Failed(error) => ActionOutcome::Failed(error),
+        SendOutcome::Retry { after, error, .. } => ActionOutcome::Retry { after, error },
+        SendOutcome::TokenRejected(error) => ActionOutcome::TokenRejected(error),
+    }
+}
+
 /// The longest text a message may carry on each platform, in characters.
 pub fn max_text_chars(platform: Platform) -> usize {
     match platform {

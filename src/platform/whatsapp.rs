@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::model::{
-    Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
-    OutboundMessage, Platform, Receipt, ReceiptKind, SharedContact, Template, Timestamp,
+    ActionKind, Attachment, ContentKind, Direction, EventKind, InboundEvent, Location, MessageContent, MessageError,
+    OutboundAction, OutboundMessage, Platform, Receipt, ReceiptKind, SharedContact, Template, Timestamp,
 };
 use crate::secret::Secret;
 
@@ -475,13 +475,7 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
     if message.human_agent {
         return Err(BuildError::Unsupported("`human_agent` is Messenger's; WhatsApp has no such tag".into()));
     }
-    // A user known only by their business-scoped id is addressed by `recipient`, a number by `to`
-    // (Meta, "Business-scoped user IDs": `to` is required unless `recipient` is given).
-    let (recipient_field, to) = if is_business_scoped_user_id(message.recipient.trim()) {
-        ("recipient", message.recipient.trim().to_owned())
-    } else {
-        ("to", normalise_recipient(&message.recipient)?)
-    };
+    let (recipient_field, to) = addressee(&message.recipient)?;
     if message.attachments.len() > 1 {
         return Err(BuildError::Unsupported(format!(
             "WhatsApp takes one attachment per message; send the {} attachments as separate messages",
@@ -624,6 +618,57 @@ fn media_object(attachment: &Attachment, text: Option<&str>) -> Result<(&'static
 /// Answered with `{"success": true}`.
 pub fn build_mark_read_request(ctx: &SendContext<'_>, wamid: &str) -> ApiRequest {
     facebook::graph_post(ctx, &json!({ "messaging_product": "whatsapp", "status": "read", "message_id": wamid }))
+}
+
+/// The field and value that address a message: a user known only by their business-scoped id by
+/// `recipient`, a number by `to` (Meta, "Business-scoped user IDs": `to` is required unless
+/// `recipient` is given).
+fn addressee(recipient: &str) -> Result<(&'static str, String), BuildError> {
+    if is_business_scoped_user_id(recipient.trim()) {
+        Ok(("recipient", recipient.trim().to_owned()))
+    } else {
+        Ok(("to", normalise_recipient(recipient)?))
+    }
+}
+
+/// An engagement action on the Cloud API (PLATFORMS.md 2.6; Meta, "Typing indicators"): a read
+/// receipt `{"status": "read", "message_id"}` (it covers the messages before it too), with
+/// `typing_indicator` to show typing; a reaction message (an empty `emoji` removes ours). There is
+/// no typing without a message to mark read, and no "typing off": WhatsApp ends the indicator on
+/// the reply or after 25 seconds.
+pub fn build_action_requests(ctx: &SendContext<'_>, action: &OutboundAction) -> Result<Vec<ApiRequest>, BuildError> {
+    let read_receipt = |message_id: &Option<String>, typing: bool| -> Result<Value, BuildError> {
+        let Some(message_id) = message_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) else {
+            return Err(BuildError::Unsupported(
+                "WhatsApp marks a message read, and shows typing, only after the customer wrote one".into(),
+            ));
+        };
+        let mut body = json!({ "messaging_product": "whatsapp", "status": "read", "message_id": message_id });
+        if typing {
+            body["typing_indicator"] = json!({ "type": "text" });
+        }
+        Ok(body)
+    };
+    let body = match &action.kind {
+        ActionKind::MarkRead { message_id, typing } => read_receipt(message_id, *typing)?,
+        ActionKind::Typing { on: true, message_id } => read_receipt(message_id, true)?,
+        ActionKind::Typing { on: false, .. } => {
+            return Err(BuildError::Unsupported(
+                "WhatsApp has no typing off: the indicator ends with the reply or after 25 seconds".into(),
+            ));
+        }
+        ActionKind::React { message_id, emoji } => {
+            if message_id.trim().is_empty() {
+                return Err(BuildError::Invalid { field: "message_id", reason: "empty".into() });
+            }
+            let (recipient_field, to) = addressee(&action.recipient)?;
+            let mut body = json!({ "messaging_product": "whatsapp", "recipient_type": "individual",
+                    "type": "reaction", "reaction": { "message_id": message_id, "emoji": emoji } });
+            body[recipient_field] = Value::String(to);
+            body
+        }
+    };
+    Ok(vec![facebook::graph_post(ctx, &body)])
 }
 
 /// Tells a Cloud API answer apart: sent with `messages[0].id`, retry later, failed for good, or a dead
@@ -1394,6 +1439,59 @@ mod tests {
 
     fn build(message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
         build_send_request(&send_ctx(&Secret::new(SYSTEM_TOKEN)), message)
+    }
+
+    fn action_body(recipient: &str, kind: ActionKind) -> Result<Value, BuildError> {
+        let action = OutboundAction { recipient: recipient.into(), kind };
+        let requests = build_action_requests(&send_ctx(&Secret::new(SYSTEM_TOKEN)), &action)?;
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].url, format!("{GRAPH}/{PHONE_NUMBER_ID}/messages"));
+        Ok(json_body(&requests[0]))
+    }
+
+    #[test]
+    fn engagement_actions_are_read_receipts_typing_indicators_and_reactions() {
+        let wamid = Some("wamid.IN0001".to_owned());
+        assert_eq!(
+            action_body(ANA, ActionKind::MarkRead { message_id: wamid.clone(), typing: false }).unwrap(),
+            json!({ "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN0001" })
+        );
+        let with_typing = json!({ "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN0001",
+                                  "typing_indicator": { "type": "text" } });
+        assert_eq!(
+            action_body(ANA, ActionKind::MarkRead { message_id: wamid.clone(), typing: true }).unwrap(),
+            with_typing
+        );
+        assert_eq!(action_body(ANA, ActionKind::Typing { on: true, message_id: wamid.clone() }).unwrap(), with_typing);
+        assert!(matches!(
+            action_body(ANA, ActionKind::Typing { on: false, message_id: wamid }),
+            Err(BuildError::Unsupported(reason)) if reason.contains("25 seconds")
+        ));
+        assert!(matches!(
+            action_body(ANA, ActionKind::MarkRead { message_id: None, typing: false }),
+            Err(BuildError::Unsupported(_))
+        ));
+        let react = |emoji: &str| ActionKind::React { message_id: "wamid.IN0001".into(), emoji: emoji.into() };
+        assert_eq!(
+            action_body("+55 11 98765 4321", react("👍")).unwrap(),
+            json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "to": ANA,
+                    "type": "reaction", "reaction": { "message_id": "wamid.IN0001", "emoji": "👍" } })
+        );
+        // Removing it is an empty emoji; a business-scoped id is addressed by `recipient`.
+        assert_eq!(
+            action_body("US.13491208655302741918", react("")).unwrap(),
+            json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "recipient": "US.13491208655302741918",
+                    "type": "reaction", "reaction": { "message_id": "wamid.IN0001", "emoji": "" } })
+        );
+    }
+
+    #[test]
+    fn a_read_receipts_success_answer_is_done() {
+        let answer = ApiResponse { status: 200, headers: vec![], body: br#"{"success":true}"#.to_vec() };
+        assert_eq!(
+            crate::platform::classify_action_response(Platform::Whatsapp, &answer),
+            crate::platform::ActionOutcome::Done
+        );
     }
 
     fn json_body(request: &ApiRequest) -> Value {

@@ -169,7 +169,19 @@ pub fn validate_messenger(body: &[u8]) -> Result<MessengerSend, GraphError> {
         if message.is_some() {
             return Err(GraphError::param("(#100) sender_action cannot be sent with message"));
         }
+        let payload = root.get("payload");
+        let payload_text =
+            |field: &str| payload.and_then(|p| p.get(field)).and_then(Value::as_str).filter(|t| !t.is_empty());
         return match action.as_str() {
+            Some("react") if payload_text("message_id").is_none() || payload_text("reaction").is_none() => {
+                Err(GraphError::param("(#100) react needs payload.message_id and payload.reaction"))
+            }
+            Some("unreact") if payload_text("message_id").is_none() => {
+                Err(GraphError::param("(#100) unreact needs payload.message_id"))
+            }
+            Some("typing_on" | "typing_off" | "mark_seen") if payload.is_some() => {
+                Err(GraphError::param("(#100) param payload is not allowed with this sender_action"))
+            }
             Some(a) if SENDER_ACTIONS.contains(&a) => Ok(MessengerSend::SenderAction { recipient }),
             _ => Err(GraphError::param(format!(
                 "(#100) param sender_action must be one of {{{}}}",
@@ -271,6 +283,11 @@ pub fn validate_whatsapp(body: &[u8]) -> Result<WhatsappSend, GraphError> {
         }
         if root.get("message_id").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(param("The parameter message_id is required.".into()));
+        }
+        if let Some(indicator) = root.get("typing_indicator")
+            && indicator.get("type").and_then(Value::as_str) != Some("text")
+        {
+            return Err(param("Param typing_indicator['type'] must be 'text'".into()));
         }
         return Ok(WhatsappSend::MarkRead);
     }
@@ -423,6 +440,11 @@ mod tests {
         assert!(messenger(image).is_ok());
         let typing = json!({"recipient":{"id":"72"},"sender_action":"typing_on"});
         assert_eq!(messenger(typing), Ok(MessengerSend::SenderAction { recipient: "72".into() }));
+        let react =
+            json!({"recipient":{"id":"72"},"sender_action":"react","payload":{"message_id":"m_1","reaction":"😊"}});
+        assert!(messenger(react).is_ok());
+        let unreact = json!({"recipient":{"id":"72"},"sender_action":"unreact","payload":{"message_id":"m_1"}});
+        assert!(messenger(unreact).is_ok());
     }
 
     #[test]
@@ -437,6 +459,9 @@ mod tests {
             json!({"recipient":{"id":"72"},"messaging_type":"RESPONSE","message":{"text":"x".repeat(MESSENGER_TEXT_MAX + 1)}}),
             json!({"recipient":{"id":"72"},"messaging_type":"RESPONSE","message":{"attachment":{"type":"gif","payload":{"url":"u"}}}}),
             json!({"recipient":{"id":"72"},"sender_action":"dance"}),
+            json!({"recipient":{"id":"72"},"sender_action":"react","payload":{"message_id":"m_1"}}),
+            json!({"recipient":{"id":"72"},"sender_action":"unreact"}),
+            json!({"recipient":{"id":"72"},"sender_action":"typing_on","payload":{"message_id":"m_1"}}),
             json!(["not an object"]),
         ];
         for case in cases {
@@ -462,6 +487,8 @@ mod tests {
         }
         let read = json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.IN"});
         assert_eq!(whatsapp(read).unwrap(), WhatsappSend::MarkRead);
+        let typing = json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.IN","typing_indicator":{"type":"text"}});
+        assert_eq!(whatsapp(typing).unwrap(), WhatsappSend::MarkRead);
         assert_eq!(wa_id("+55 11 98765-4321"), "5511987654321");
     }
 
@@ -484,6 +511,7 @@ mod tests {
             json!({"messaging_product":"whatsapp","to":"1","type":"hologram"}),
             json!({"messaging_product":"whatsapp","to":"not-a-number","text":{"body":"x"}}),
             json!({"messaging_product":"whatsapp","status":"read"}),
+            json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.IN","typing_indicator":{"type":"dots"}}),
         ];
         for case in bad {
             assert_eq!(whatsapp(case.clone()).map_err(|e| e.code).unwrap_err(), 100, "{case}");

@@ -530,22 +530,49 @@ impl Store {
     }
 }
 
+/// What `Store::mark_read` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadMark {
+    Unknown,
+    /// Nothing was unread; nothing written.
+    AlreadyRead(Conversation),
+    /// Written (durable after the next flush).
+    Marked(Conversation),
+}
+
 impl Store {
-    /// When the person last wrote in this conversation, from its newest messages (at most
-    /// `TIMELINE_LOOKBACK` of them): for records that do not carry it.
-    fn last_inbound_in_timeline(&self, conversation_id: &str) -> Result<Option<Timestamp>, StoreError> {
+    /// The person's newest message in this conversation, among its newest `TIMELINE_LOOKBACK`
+    /// messages: what a read receipt or a typing indicator refers to, and when the messaging
+    /// window opened for records that do not carry it.
+    pub fn newest_inbound_message(&self, conversation_id: &str) -> Result<Option<Message>, StoreError> {
         const TIMELINE_LOOKBACK: usize = 500;
         let prefix = keys::timeline_prefix(conversation_id);
         for entry in self.table(TreeId::Timeline).scan_prefix(&prefix).rev().take(TIMELINE_LOOKBACK) {
             let (_, message_id) = entry?;
             let Ok(message_id) = std::str::from_utf8(&message_id) else { continue };
             match self.message(message_id) {
-                Ok(Some(message)) if message.direction == Direction::Inbound => return Ok(Some(message.sent_at)),
+                Ok(Some(message)) if message.direction == Direction::Inbound => return Ok(Some(message)),
                 Ok(_) | Err(StoreError::Unreadable { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(None)
+    }
+
+    /// The operator read the conversation: its unread count goes to 0, with its
+    /// `conversation.updated` event, in one write (none when it was 0 already).
+    pub fn mark_read(&self, conversation_id: &str, now: Timestamp) -> Result<ReadMark, StoreError> {
+        let mut writer = Writer::stored_at(self, now);
+        let Some(before) = writer.get::<Conversation>(TreeId::Conversations, conversation_id.as_bytes())? else {
+            return Ok(ReadMark::Unknown);
+        };
+        if before.unread == 0 {
+            return Ok(ReadMark::AlreadyRead(before));
+        }
+        let after = Conversation { unread: 0, ..before.clone() };
+        save_conversation(&mut writer, Some(&before), &after)?;
+        writer.commit()?;
+        Ok(ReadMark::Marked(after))
     }
 }
 

@@ -176,7 +176,7 @@ impl Store {
         if conversation.last_inbound_at.is_none() {
             // A record from a build before windows, a rebuilt or an unreadable one: the timeline
             // knows (and is empty for a new conversation).
-            conversation.last_inbound_at = self.last_inbound_in_timeline(&conversation_id)?;
+            conversation.last_inbound_at = self.newest_inbound_message(&conversation_id)?.map(|m| m.sent_at);
         }
         let reply = crate::window::ReplyKind { template: draft.template.is_some(), human_agent: draft.human_agent };
         crate::window::check(target.platform, conversation.last_inbound_at, now, reply).map_err(StoreError::Refused)?;
