@@ -496,6 +496,15 @@ pub struct OutboundMessage {
     /// days after the user's last message). Never set on automated replies.
     #[serde(default)]
     pub human_agent: bool,
+    /// WhatsApp only: the first link of the text is shown with a preview (`preview_url`).
+    #[serde(default)]
+    pub link_preview: bool,
+    /// A location pin (WhatsApp, Viber); a message of its own.
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// Contact cards (WhatsApp; one on Viber); a message of their own.
+    #[serde(default)]
+    pub contacts: Vec<SharedContact>,
 }
 
 /// An engagement action: what an agent does in a conversation besides writing (mark it read, show

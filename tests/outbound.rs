@@ -792,3 +792,51 @@ async fn typing_and_reactions_outside_the_window_are_refused_without_a_platform_
     assert_eq!(status, 404, "{unknown}");
     assert!(lp.sends("whatsapp").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_link_preview_a_location_and_a_contact_card_reach_whatsapp_as_documented_and_messenger_refuses_them() {
+    let lp = Loop::start(Rates::default(), &[]);
+    let body = whatsapp_messages(&[("wamid.RICH1", WA_USER, "Ana", "Where is your shop?")]);
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "whatsapp", &body).await.0, 200);
+    let conversation = lp.conversation_of("whatsapp").await;
+    let replies = [
+        json!({ "text": "Our map: https://example.com/map", "link_preview": true }),
+        json!({ "location": { "latitude": -23.5617, "longitude": -46.6559, "name": "Loja Paulista", "address": "Av. Paulista, 1578" } }),
+        json!({ "contacts": [{ "name": "Rui Costa", "phones": ["+351 912 345 678"] }] }),
+    ];
+    let mut ids = Vec::new();
+    for reply in &replies {
+        let (status, queued) = reply_answer(&lp, &conversation, reply.clone()).await;
+        assert_eq!(status, 202, "{queued}");
+        ids.push(queued["message"]["id"].as_str().unwrap().to_owned());
+    }
+    let shown = lp.message(&ids[1]).await;
+    assert_eq!((&shown["kind"], &shown["location"]["name"]), (&json!("location"), &json!("Loja Paulista")), "{shown}");
+    for id in &ids {
+        lp.wait_for(id, &["sent", "delivered", "read"], Duration::from_secs(15)).await;
+    }
+    let sent = send_bodies(&lp, "whatsapp").await;
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent[0]["text"], json!({ "preview_url": true, "body": "Our map: https://example.com/map" }));
+    assert_eq!(
+        (&sent[1]["type"], &sent[1]["location"]),
+        (
+            &json!("location"),
+            &json!({ "latitude": -23.5617, "longitude": -46.6559, "name": "Loja Paulista", "address": "Av. Paulista, 1578" })
+        )
+    );
+    assert_eq!(
+        sent[2]["contacts"],
+        json!([{ "name": { "formatted_name": "Rui Costa", "first_name": "Rui" }, "phones": [{ "phone": "+351 912 345 678" }] }])
+    );
+    for (id, body) in ids.iter().zip(&sent) {
+        assert_eq!(body["biz_opaque_callback_data"], json!(id));
+    }
+
+    assert_eq!(post_signed(&lp.client, &lp.daemon, "facebook", &messenger_inbound("m_RICH1")).await.0, 200);
+    let messenger = lp.conversation_of("facebook").await;
+    for reply in replies {
+        let (status, refused) = reply_answer(&lp, &messenger, reply).await;
+        assert_eq!((status, &refused["error"]["code"]), (422, &json!("invalid_message")), "{refused}");
+    }
+}

@@ -972,7 +972,7 @@ impl Actor for ChannelActor {
                 }
             }
             ChannelMsg::Queued(entry) => {
-                state.add(entry);
+                state.add(*entry);
                 Self::pump(&myself, state);
             }
             ChannelMsg::Pump => {

@@ -113,7 +113,7 @@ pub enum ChannelMsg {
     /// A body whose signature checked out; parse it and have it stored, then answer `reply`.
     Webhook { body: Bytes, received_at: Timestamp, delivery_id: String, reply: WebhookReply },
     /// A reply is durably in the outbox: send it.
-    Queued(OutboxEntry),
+    Queued(Box<OutboxEntry>),
     /// Look at the queue again: a rate-limit slot, a back-off or a pause has ended (internal).
     Pump,
     /// A send attempt ended (internal).

@@ -13,7 +13,7 @@ use super::HttpState;
 use super::api::{bad_request, not_found, read};
 use super::response::{self, Body};
 use crate::actor::{ChannelMsg, ConversationMsg, PersistError, channel_actor, conversation_actor};
-use crate::model::{Attachment, OutboundMessage, Platform, Template};
+use crate::model::{Attachment, Location, OutboundMessage, Platform, SharedContact, Template};
 use crate::platform::{self, SendContext};
 use crate::store::{ConversationTarget, OutboundDraft};
 
@@ -50,6 +50,36 @@ pub struct ReplyBody {
     /// up to 7 days after the user's last message. Refused on the other platforms.
     #[serde(default)]
     pub human_agent: bool,
+    /// WhatsApp: show a preview of the text's first link.
+    #[serde(default)]
+    pub link_preview: bool,
+    /// A location pin (WhatsApp, Viber).
+    #[serde(default)]
+    pub location: Option<LocationBody>,
+    /// Contact cards (WhatsApp; one on Viber).
+    #[serde(default)]
+    pub contacts: Vec<ContactBody>,
+}
+
+/// A location as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationBody {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// A contact card as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    pub name: String,
+    #[serde(default)]
+    pub phones: Vec<String>,
 }
 
 /// `POST /api/messages`: start or continue a conversation.
@@ -148,6 +178,15 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
             .collect(),
         template: body.template,
         reply_to: body.reply_to.filter(|r| !r.is_empty()),
+        link_preview: body.link_preview,
+        location: body.location.map(|l| Location {
+            latitude: l.latitude,
+            longitude: l.longitude,
+            name: l.name.filter(|n| !n.is_empty()),
+            address: l.address.filter(|a| !a.is_empty()),
+            url: None,
+        }),
+        contacts: body.contacts.into_iter().map(|c| SharedContact { name: Some(c.name), phones: c.phones }).collect(),
     };
     // Validate with the platform's own builder: what passes here is what the channel can send.
     let probe = OutboundMessage {
@@ -158,6 +197,9 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
         text: draft.text.clone(),
         attachments: draft.attachments.clone(),
         template: draft.template.clone(),
+        link_preview: draft.link_preview,
+        location: draft.location.clone(),
+        contacts: draft.contacts.clone(),
     };
     let probe_token = crate::secret::Secret::new("validation-only");
     let ctx = SendContext {
@@ -195,7 +237,7 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
         Ok(CallResult::Success(Ok((message, entry)))) => {
             tracing::info!(message = "Reply queued.", %platform, message_id = %message.id);
             // If the channel is restarting, it reloads the outbox when it starts.
-            let _ = channel.cast(ChannelMsg::Queued(entry));
+            let _ = channel.cast(ChannelMsg::Queued(Box::new(entry)));
             response::json(StatusCode::ACCEPTED, &json!({ "message": message }))
         }
         Ok(CallResult::Success(Err(e))) => {

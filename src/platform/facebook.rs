@@ -445,6 +445,7 @@ const MAX_METADATA_CHARS: usize = 999;
 /// refused: quoting a message through the Send API is not something PLATFORMS.md or Meta's pages we
 /// read confirm, and accepting it only to send an unquoted message would mislead the operator.
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    crate::platform::refuse_whatsapp_only("Messenger", message)?;
     if message.reply_to.as_deref().is_some_and(|r| !r.is_empty()) {
         return Err(BuildError::Unsupported(
             "Messenger replies cannot quote a message; send it without `reply_to` (it is the next message in the thread)"
@@ -1554,6 +1555,9 @@ mod tests {
     fn outbound(text: Option<&str>, attachments: Vec<Attachment>) -> OutboundMessage {
         OutboundMessage {
             human_agent: false,
+            link_preview: false,
+            location: None,
+            contacts: vec![],
             id: "msg_01J0ABCDEF".into(),
             recipient: USER.into(),
             reply_to: None,
@@ -1691,6 +1695,19 @@ mod tests {
             crate::platform::classify_action_response(Platform::Facebook, &answer(400, busy)),
             crate::platform::ActionOutcome::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn locations_contact_cards_and_link_previews_are_refused() {
+        let mut pin = outbound(None, vec![]);
+        pin.location = Some(Location { latitude: 1.0, longitude: 2.0, name: None, address: None, url: None });
+        assert!(unsupported(build(&pin)).contains("location"));
+        let mut card = outbound(None, vec![]);
+        card.contacts = vec![crate::model::SharedContact { name: Some("Rui".into()), phones: vec![] }];
+        assert!(unsupported(build(&card)).contains("contact"));
+        let mut preview = outbound(Some("https://example.com"), vec![]);
+        preview.link_preview = true;
+        assert!(unsupported(build(&preview)).contains("link_preview"));
     }
 
     #[test]

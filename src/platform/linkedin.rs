@@ -313,6 +313,7 @@ const COMMENT_URN_PREFIX: &str = "urn:li:comment:(";
 /// percent-encoded (`:` `(` `)` `,`). Comments carry text only here: images need LinkedIn's upload
 /// flow first.
 pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
+    crate::platform::refuse_whatsapp_only("LinkedIn", message)?;
     if message.human_agent {
         return Err(BuildError::Unsupported("`human_agent` is Messenger's; LinkedIn has no such tag".into()));
     }
@@ -1083,6 +1084,9 @@ mod tests {
     fn reply(recipient: &str, reply_to: Option<&str>, text: Option<&str>) -> OutboundMessage {
         OutboundMessage {
             human_agent: false,
+            link_preview: false,
+            location: None,
+            contacts: vec![],
             id: "01J0MSG0000000000000000002".into(),
             recipient: recipient.into(),
             reply_to: reply_to.map(str::to_owned),

@@ -292,6 +292,35 @@ pub fn classify_send_response(platform: Platform, response: &ApiResponse) -> Sen
     }
 }
 
+/// Checks a location to send: finite coordinates in range.
+pub(crate) fn check_location(location: &crate::model::Location) -> Result<(), BuildError> {
+    let in_range = |value: f64, limit: f64| value.is_finite() && value.abs() <= limit;
+    if !in_range(location.latitude, 90.0) {
+        return Err(BuildError::Invalid { field: "location.latitude", reason: "must be from -90 to 90".into() });
+    }
+    if !in_range(location.longitude, 180.0) {
+        return Err(BuildError::Invalid { field: "location.longitude", reason: "must be from -180 to 180".into() });
+    }
+    Ok(())
+}
+
+/// Refuses what only WhatsApp (and Viber, for locations and a contact) can send, on a platform
+/// named `platform` that cannot.
+pub(crate) fn refuse_whatsapp_only(platform: &str, message: &crate::model::OutboundMessage) -> Result<(), BuildError> {
+    if message.link_preview {
+        return Err(BuildError::Unsupported(format!(
+            "`link_preview` is WhatsApp's; {platform} shows link previews by itself"
+        )));
+    }
+    if message.location.is_some() {
+        return Err(BuildError::Unsupported(format!("{platform} cannot send a location pin")));
+    }
+    if !message.contacts.is_empty() {
+        return Err(BuildError::Unsupported(format!("{platform} cannot send contact cards")));
+    }
+    Ok(())
+}
+
 /// The requests that carry an engagement action, in the order they must go (Messenger needs two
 /// for "read and typing"); `Unsupported` where the platform cannot do it.
 pub fn build_action_requests(

@@ -311,6 +311,9 @@ const MAX_URL_CHARS: usize = 2000;
 
 /// The most characters of `sender.name`, per the send-message page.
 const MAX_SENDER_NAME_CHARS: usize = 28;
+/// A `contact` message's name and phone number (Viber REST API, "Contact message").
+const MAX_CONTACT_NAME_CHARS: usize = 28;
+const MAX_CONTACT_PHONE_CHARS: usize = 18;
 
 /// The header that carries the bot token on every API call. The token never goes in the body or URL.
 const AUTH_HEADER: &str = "X-Viber-Auth-Token";
@@ -367,7 +370,22 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
         "sender": { "name": ctx.sender_name },
         "tracking_data": message.id,
     });
+    if message.link_preview {
+        return Err(BuildError::Unsupported(
+            "`link_preview` is WhatsApp's; Viber shows link previews by itself".into(),
+        ));
+    }
+    let card = message.location.is_some() || !message.contacts.is_empty();
+    if card && (text.is_some() || !message.attachments.is_empty())
+        || message.location.is_some() && !message.contacts.is_empty()
+    {
+        return Err(BuildError::Unsupported(
+            "a location or a contact is a Viber message of its own; send the rest separately".into(),
+        ));
+    }
     let content = match message.attachments.first() {
+        None if message.location.is_some() => location_content(message.location.as_ref())?,
+        None if !message.contacts.is_empty() => contact_content(&message.contacts)?,
         None => {
             let text = text.ok_or(BuildError::Empty)?;
             check_length(text, MAX_TEXT_CHARS)?;
@@ -384,6 +402,42 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
         headers: auth_headers(ctx.access_token),
         body: ApiBody::Json(serde_json::to_vec(&body).expect("a serde_json::Value always serialises")),
     })
+}
+
+/// A `location` message: `{"lat", "lon"}`.
+fn location_content(location: Option<&Location>) -> Result<Value, BuildError> {
+    let Some(location) = location else { return Err(BuildError::Empty) };
+    crate::platform::check_location(location)?;
+    Ok(json!({ "type": "location", "location": { "lat": location.latitude, "lon": location.longitude } }))
+}
+
+/// A `contact` message: one card, with a name and a phone number.
+fn contact_content(contacts: &[SharedContact]) -> Result<Value, BuildError> {
+    let [contact] = contacts else {
+        return Err(BuildError::Unsupported(format!(
+            "Viber sends one contact per message; this one has {}",
+            contacts.len()
+        )));
+    };
+    let name = contact.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    let phone = contact.phones.iter().map(|p| p.trim()).find(|p| !p.is_empty());
+    match (name, phone) {
+        (Some(name), Some(phone)) => {
+            if name.chars().count() > MAX_CONTACT_NAME_CHARS || phone.chars().count() > MAX_CONTACT_PHONE_CHARS {
+                return Err(BuildError::Invalid {
+                    field: "contacts",
+                    reason: format!(
+                        "Viber takes a contact name of at most {MAX_CONTACT_NAME_CHARS} and a phone number of at most {MAX_CONTACT_PHONE_CHARS} characters"
+                    ),
+                });
+            }
+            Ok(json!({ "type": "contact", "contact": { "name": name, "phone_number": phone } }))
+        }
+        _ => Err(BuildError::Invalid {
+            field: "contacts",
+            reason: "a Viber contact needs a name and a phone number".into(),
+        }),
+    }
 }
 
 /// The type-specific fields for a one-attachment message.
@@ -1184,6 +1238,9 @@ mod tests {
     fn outbound(text: Option<&str>) -> OutboundMessage {
         OutboundMessage {
             human_agent: false,
+            link_preview: false,
+            location: None,
+            contacts: vec![],
             id: "01J0MSG0000000000000000001".into(),
             recipient: RECEIVER.into(),
             reply_to: None,
@@ -1225,6 +1282,30 @@ mod tests {
 
     fn build(message: &OutboundMessage) -> Result<ApiRequest, BuildError> {
         build_send_request(&send_ctx(&token()), message)
+    }
+
+    #[test]
+    fn a_location_and_a_contact_are_viber_messages_of_their_own() {
+        let mut pin = outbound(None);
+        pin.location = Some(Location { latitude: 50.4501, longitude: 30.5234, name: None, address: None, url: None });
+        let body = json_body(&build(&pin).expect("builds"));
+        assert_eq!(
+            (&body["type"], &body["location"]),
+            (&json!("location"), &json!({ "lat": 50.4501, "lon": 30.5234 }))
+        );
+        let mut card = outbound(None);
+        card.contacts = vec![SharedContact { name: Some("Ivan P.".into()), phones: vec!["+380501234567".into()] }];
+        let body = json_body(&build(&card).expect("builds"));
+        assert_eq!(body["contact"], json!({ "name": "Ivan P.", "phone_number": "+380501234567" }));
+        let mut two = card.clone();
+        two.contacts.push(two.contacts[0].clone());
+        assert!(matches!(build(&two), Err(BuildError::Unsupported(_))));
+        let mut no_phone = card;
+        no_phone.contacts[0].phones.clear();
+        assert!(matches!(build(&no_phone), Err(BuildError::Invalid { field: "contacts", .. })));
+        let mut preview = outbound(Some("https://example.com"));
+        preview.link_preview = true;
+        assert!(matches!(build(&preview), Err(BuildError::Unsupported(_))));
     }
 
     #[test]

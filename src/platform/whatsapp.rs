@@ -484,8 +484,24 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
     }
     let text = message.text.as_deref().filter(|text| !text.is_empty());
     let attachment = message.attachments.first();
+    let card = message.location.is_some() || !message.contacts.is_empty();
+    if card && (text.is_some() || attachment.is_some() || message.template.is_some())
+        || message.location.is_some() && !message.contacts.is_empty()
+    {
+        return Err(BuildError::Unsupported(
+            "a location or contact cards are a WhatsApp message of their own; send the rest separately".into(),
+        ));
+    }
+    if message.link_preview && (text.is_none() || attachment.is_some() || message.template.is_some()) {
+        return Err(BuildError::Unsupported("`link_preview` applies to a text message".into()));
+    }
+    if let Some(location) = &message.location {
+        crate::platform::check_location(location)?;
+    }
 
     let (message_type, content) = match (&message.template, attachment) {
+        _ if message.location.is_some() => ("location", location_object(message.location.as_ref())),
+        _ if !message.contacts.is_empty() => ("contacts", contacts_array(&message.contacts)?),
         (Some(_), _) if text.is_some() || attachment.is_some() => {
             return Err(BuildError::Unsupported(
                 "a WhatsApp template carries its own text; send the text or attachment as a separate message".into(),
@@ -496,7 +512,7 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
         (None, None) => match text {
             Some(text) => {
                 check_text_length(text)?;
-                ("text", json!({ "preview_url": false, "body": text }))
+                ("text", json!({ "preview_url": message.link_preview, "body": text }))
             }
             None => return Err(BuildError::Empty),
         },
@@ -514,6 +530,49 @@ pub fn build_send_request(ctx: &SendContext<'_>, message: &OutboundMessage) -> R
         body["context"] = json!({ "message_id": reply_to });
     }
     Ok(facebook::graph_post(ctx, &body))
+}
+
+/// The `location` object of a location message (PLATFORMS.md 2.6 and Meta, "Location messages").
+fn location_object(location: Option<&Location>) -> Value {
+    let Some(location) = location else { return Value::Null };
+    let mut object = json!({ "latitude": location.latitude, "longitude": location.longitude });
+    if let Some(name) = location.name.as_deref().filter(|n| !n.is_empty()) {
+        object["name"] = json!(name);
+    }
+    if let Some(address) = location.address.as_deref().filter(|a| !a.is_empty()) {
+        object["address"] = json!(address);
+    }
+    object
+}
+
+/// The most contact cards one WhatsApp message may carry (Meta, "Contacts messages").
+const MAX_CONTACT_CARDS: usize = 257;
+
+/// The `contacts` array of a contacts message: each card's `name.formatted_name` (required, with
+/// a `first_name`, which Meta also requires) and its phones.
+fn contacts_array(contacts: &[SharedContact]) -> Result<Value, BuildError> {
+    if contacts.len() > MAX_CONTACT_CARDS {
+        return Err(BuildError::Invalid {
+            field: "contacts",
+            reason: format!("at most {MAX_CONTACT_CARDS} cards per message, not {}", contacts.len()),
+        });
+    }
+    let mut cards = Vec::with_capacity(contacts.len());
+    for contact in contacts {
+        let Some(name) = contact.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) else {
+            return Err(BuildError::Invalid { field: "contacts.name", reason: "every card needs a name".into() });
+        };
+        let first_name = name.split_whitespace().next().unwrap_or(name);
+        let phones: Vec<Value> = contact
+            .phones
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|phone| json!({ "phone": phone }))
+            .collect();
+        cards.push(json!({ "name": { "formatted_name": name, "first_name": first_name }, "phones": phones }));
+    }
+    Ok(Value::Array(cards))
 }
 
 /// A business-scoped user id (BSUID): a two-letter country code, a dot, then alphanumerics (up to
@@ -1420,6 +1479,9 @@ mod tests {
     fn outbound(text: Option<&str>, attachments: Vec<Attachment>) -> OutboundMessage {
         OutboundMessage {
             human_agent: false,
+            link_preview: false,
+            location: None,
+            contacts: vec![],
             id: OUR_ID.into(),
             recipient: ANA.into(),
             reply_to: None,
@@ -1447,6 +1509,55 @@ mod tests {
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].url, format!("{GRAPH}/{PHONE_NUMBER_ID}/messages"));
         Ok(json_body(&requests[0]))
+    }
+
+    #[test]
+    fn link_previews_locations_and_contact_cards_are_the_documented_messages() {
+        let mut preview = outbound(Some("Track it at https://example.com/t/7781"), vec![]);
+        preview.link_preview = true;
+        let body = json_body(&build(&preview).expect("builds"));
+        assert_eq!(body["text"], json!({ "preview_url": true, "body": "Track it at https://example.com/t/7781" }));
+
+        let mut pin = outbound(None, vec![]);
+        pin.location = Some(Location {
+            latitude: -23.5617,
+            longitude: -46.6559,
+            name: Some("Loja Paulista".into()),
+            address: Some("Av. Paulista, 1578".into()),
+            url: None,
+        });
+        let body = json_body(&build(&pin).expect("builds"));
+        assert_eq!(body["type"], "location");
+        assert_eq!(
+            body["location"],
+            json!({ "latitude": -23.5617, "longitude": -46.6559, "name": "Loja Paulista", "address": "Av. Paulista, 1578" })
+        );
+        assert_eq!(body["biz_opaque_callback_data"], OUR_ID);
+
+        let mut cards = outbound(None, vec![]);
+        cards.contacts =
+            vec![SharedContact { name: Some("Rui Costa".into()), phones: vec!["+351 912 345 678".into()] }];
+        let body = json_body(&build(&cards).expect("builds"));
+        assert_eq!(body["type"], "contacts");
+        assert_eq!(
+            body["contacts"],
+            json!([{ "name": { "formatted_name": "Rui Costa", "first_name": "Rui" }, "phones": [{ "phone": "+351 912 345 678" }] }])
+        );
+
+        // What cannot go: out-of-range coordinates, a card without a name, a pin with text, a
+        // preview without text.
+        let mut far = pin.clone();
+        far.location.as_mut().unwrap().latitude = 91.0;
+        assert!(matches!(build(&far), Err(BuildError::Invalid { field: "location.latitude", .. })));
+        let mut nameless = cards.clone();
+        nameless.contacts[0].name = Some(" ".into());
+        assert!(matches!(build(&nameless), Err(BuildError::Invalid { field: "contacts.name", .. })));
+        let mut pin_with_text = pin.clone();
+        pin_with_text.text = Some("here".into());
+        assert!(matches!(build(&pin_with_text), Err(BuildError::Unsupported(_))));
+        let mut preview_of_nothing = pin;
+        preview_of_nothing.link_preview = true;
+        assert!(matches!(build(&preview_of_nothing), Err(BuildError::Unsupported(_))));
     }
 
     #[test]

@@ -350,6 +350,20 @@ pub fn validate_whatsapp(body: &[u8]) -> Result<WhatsappSend, GraphError> {
                 return Err(param("The parameter reaction['message_id'] is required.".into()));
             }
         }
+        "location" => {
+            if !field("latitude").is_some_and(Value::is_number) || !field("longitude").is_some_and(Value::is_number) {
+                return Err(param(
+                    "The parameters location['latitude'] and location['longitude'] are required.".into(),
+                ));
+            }
+        }
+        "contacts" => {
+            let cards = object.and_then(Value::as_array).filter(|cards| !cards.is_empty());
+            let named = |card: &Value| non_empty(card.get("name").and_then(|n| n.get("formatted_name")));
+            if !cards.is_some_and(|cards| cards.iter().all(named)) {
+                return Err(param("The parameter contacts[i]['name']['formatted_name'] is required.".into()));
+            }
+        }
         media if WHATSAPP_MEDIA.contains(&media) => {
             let link = field("link").and_then(Value::as_str).is_some_and(|l| !l.is_empty());
             let id = field("id").and_then(id_text).is_some_and(|i| !i.is_empty());
@@ -481,6 +495,8 @@ mod tests {
             json!({"messaging_product":"whatsapp","to":"1","type":"document","document":{"link":"https://x/i.pdf","filename":"i.pdf"}}),
             json!({"messaging_product":"whatsapp","to":"1","type":"image","image":{"id":"1479537139650973"}}),
             json!({"messaging_product":"whatsapp","to":"1","type":"reaction","reaction":{"message_id":"wamid.X","emoji":"👍"}}),
+            json!({"messaging_product":"whatsapp","to":"1","type":"location","location":{"latitude":-23.5,"longitude":-46.6}}),
+            json!({"messaging_product":"whatsapp","to":"1","type":"contacts","contacts":[{"name":{"formatted_name":"Rui Costa","first_name":"Rui"}}]}),
         ];
         for case in ok {
             assert!(matches!(whatsapp(case.clone()), Ok(WhatsappSend::Message { .. })), "{case}");
@@ -512,6 +528,8 @@ mod tests {
             json!({"messaging_product":"whatsapp","to":"not-a-number","text":{"body":"x"}}),
             json!({"messaging_product":"whatsapp","status":"read"}),
             json!({"messaging_product":"whatsapp","status":"read","message_id":"wamid.IN","typing_indicator":{"type":"dots"}}),
+            json!({"messaging_product":"whatsapp","to":"1","type":"location","location":{"latitude":"1"}}),
+            json!({"messaging_product":"whatsapp","to":"1","type":"contacts","contacts":[{"phones":[]}]}),
         ];
         for case in bad {
             assert_eq!(whatsapp(case.clone()).map_err(|e| e.code).unwrap_err(), 100, "{case}");

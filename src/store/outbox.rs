@@ -9,8 +9,8 @@ use super::writer::Writer;
 use super::{Store, StoreError, encode, keys};
 use crate::feed::EventType;
 use crate::model::{
-    Attachment, ContentKind, Conversation, Direction, Message, MessageError, OutboundMessage, Platform, ReceiptKind,
-    Status, Template, Timestamp,
+    Attachment, ContentKind, Conversation, Direction, Location, Message, MessageError, OutboundMessage, Platform,
+    ReceiptKind, SharedContact, Status, Template, Timestamp,
 };
 
 /// What the operator asked to send, before it is stored.
@@ -22,6 +22,10 @@ pub struct OutboundDraft {
     pub reply_to: Option<String>,
     /// A person wrote it (Messenger's `HUMAN_AGENT`; see `OutboundMessage::human_agent`).
     pub human_agent: bool,
+    /// See `OutboundMessage`.
+    pub link_preview: bool,
+    pub location: Option<Location>,
+    pub contacts: Vec<SharedContact>,
 }
 
 /// The conversation a reply goes to; created if it does not exist yet.
@@ -98,6 +102,8 @@ impl Store {
         let conversation_id = keys::conversation_id(target.platform, &target.account_id, &target.contact_id);
         let kind = match (&draft.template, draft.attachments.is_empty()) {
             (Some(_), _) => ContentKind::Template,
+            _ if draft.location.is_some() => ContentKind::Location,
+            _ if !draft.contacts.is_empty() => ContentKind::Contacts,
             (None, false) => ContentKind::Media,
             (None, true) => ContentKind::Text,
         };
@@ -116,8 +122,8 @@ impl Store {
             kind,
             payload: draft.template.as_ref().map(|t| t.name.clone()),
             reply_to: draft.reply_to.clone(),
-            location: None,
-            contacts: Vec::new(),
+            location: draft.location.clone(),
+            contacts: draft.contacts.clone(),
             received_at: now,
             dispatched_at: None,
             previous: Vec::new(),
@@ -131,6 +137,9 @@ impl Store {
             deadline_at: Timestamp::from_millis(now.as_millis().saturating_add(retry_deadline_ms)),
             message: OutboundMessage {
                 human_agent: draft.human_agent,
+                link_preview: draft.link_preview,
+                location: draft.location.clone(),
+                contacts: draft.contacts.clone(),
                 id: message_id.clone(),
                 recipient: outbound_recipient(target),
                 reply_to: draft.reply_to.clone().or_else(|| linkedin_parent_comment(target)),

@@ -275,6 +275,9 @@ mod counters {
             template: None,
             reply_to: None,
             human_agent: false,
+            link_preview: false,
+            location: None,
+            contacts: vec![],
         }
     }
 
@@ -486,6 +489,9 @@ mod outbound {
             template: None,
             reply_to: None,
             human_agent: false,
+            link_preview: false,
+            location: None,
+            contacts: vec![],
         }
     }
 
