@@ -476,6 +476,22 @@ pub struct Template {
     pub components: Vec<serde_json::Value>,
 }
 
+/// What the operator asked to send, before a platform module validated it into an
+/// [`OutboundMessage`] (`platform::prepare_outbound`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboundDraft {
+    pub text: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub template: Option<Template>,
+    pub reply_to: Option<String>,
+    /// A person wrote it (Messenger's `HUMAN_AGENT`; see `OutboundMessage::human_agent`).
+    pub human_agent: bool,
+    /// See `OutboundMessage`.
+    pub link_preview: bool,
+    pub location: Option<Location>,
+    pub contacts: Vec<SharedContact>,
+}
+
 /// One message to send, as the channel actor hands it to a platform's `build_send_request`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {

@@ -840,3 +840,24 @@ async fn a_link_preview_a_location_and_a_contact_card_reach_whatsapp_as_document
         assert_eq!((status, &refused["error"]["code"]), (422, &json!("invalid_message")), "{refused}");
     }
 }
+
+#[tokio::test]
+async fn concurrent_replies_never_queue_more_than_max_queued() {
+    // Every send fails (a closed port) and is retried, so queued replies stay queued.
+    let daemon = Daemon::start_with(|store| {
+        format!("{}\n[outbound]\nmax_queued = 5\nretry_deadline_secs = 600\n", base_config(store))
+    });
+    let client = client();
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let request = client
+            .post(daemon.url("/api/messages"))
+            .bearer_auth(API_TOKEN)
+            .json(&json!({ "platform": "viber", "to": VIBER_USER, "text": format!("update {i}") }));
+        posts.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = posts.join_all().await;
+    let accepted = statuses.iter().filter(|s| **s == 202).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((accepted, refused), (5, 15), "{statuses:?}");
+}

@@ -18,11 +18,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 
 use super::actions::{ActionQueue, Next};
-use super::{ChannelMsg, ChannelStatus, ConversationMsg, PersistError, TokenCheck, conversation_actor};
+use super::{ChannelMsg, ChannelStatus, ConversationMsg, EnqueueRefusal, PersistError, TokenCheck, conversation_actor};
 use crate::config::OutboundConfig;
 use crate::model::{MessageError, OutboundAction, Platform, Timestamp};
 use crate::outbound;
-use crate::platform::{self, ActionOutcome, ParseContext, SendContext, SendOutcome};
+use crate::platform::{self, ActionOutcome, ParseContext, SendAccount, SendContext, SendOutcome};
 use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
 use crate::secret::Secret;
 use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
@@ -37,6 +37,8 @@ const TOKEN_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 const REFRESH_BEFORE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How many finished message ids a channel remembers (see `ChannelState::finished`).
 const FINISHED_MEMORY: usize = 10_000;
+/// How long a reply's durable write may take before the API is answered 503.
+const STORE_WRITE_WAIT: Duration = Duration::from_secs(15);
 
 /// The actor behaviour; one instance per enabled platform.
 pub struct ChannelActor;
@@ -134,6 +136,8 @@ pub struct ChannelState {
     retried: u64,
     /// Engagement actions waiting to go (`actions.rs`), each with the caller's reply port.
     actions: ActionQueue<ActionReply>,
+    /// Replies being stored now: counted against `outbound.max_queued` with the queued ones.
+    storing: usize,
 }
 
 /// Where an engagement action's caller waits for how it ended.
@@ -172,6 +176,16 @@ impl ChannelState {
             {
                 self.finished.remove(&oldest);
             }
+        }
+    }
+
+    /// Our account on the platform, without the credential (what validating a reply needs).
+    fn account(&self) -> SendAccount {
+        SendAccount {
+            api_base: self.args.send.api_base.clone(),
+            account_id: self.args.account_id.clone(),
+            sender_name: self.args.send.sender_name.clone(),
+            api_version: self.args.send.api_version.clone(),
         }
     }
 
@@ -359,6 +373,52 @@ impl ChannelActor {
             let _ = me.cast(ChannelMsg::ActionAttempted { id, outcome });
         });
         None
+    }
+
+    /// Has a reply stored and then sends it, or refuses it: the bound is checked and a place
+    /// taken in one step of this actor, and the write is awaited in a task, so that the channel
+    /// goes on sending meanwhile. The caller is answered from the task, whatever happens to this
+    /// actor meanwhile (a restarted channel finds the reply in the outbox).
+    fn enqueue(
+        myself: &ActorRef<ChannelMsg>,
+        state: &mut ChannelState,
+        target: crate::store::ConversationTarget,
+        draft: Box<crate::model::OutboundDraft>,
+        reply: ractor::RpcReplyPort<Result<crate::model::Message, EnqueueRefusal>>,
+    ) {
+        let platform = state.args.platform;
+        if !state.args.send.has_credentials() {
+            let _ = reply.send(Err(EnqueueRefusal::NotConfigured { platform }));
+            return;
+        }
+        let waiting = state.queued() + state.storing;
+        if waiting >= state.args.send.outbound.max_queued {
+            let _ = reply.send(Err(EnqueueRefusal::QueueFull { platform, waiting }));
+            return;
+        }
+        let Some(store) = conversation_actor() else {
+            let _ = reply.send(Err(EnqueueRefusal::StoreUnavailable));
+            return;
+        };
+        state.storing += 1;
+        let account = state.account();
+        let retry_deadline_ms = (state.args.send.outbound.retry_deadline_secs as i64).saturating_mul(1000);
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let stored = store
+                .call(
+                    |reply| ConversationMsg::Enqueue { target, draft: *draft, account, retry_deadline_ms, reply },
+                    Some(STORE_WRITE_WAIT),
+                )
+                .await;
+            let (entry, answer) = match stored {
+                Ok(ractor::rpc::CallResult::Success(Ok((message, entry)))) => (Some(Box::new(entry)), Ok(message)),
+                Ok(ractor::rpc::CallResult::Success(Err(e))) => (None, Err(EnqueueRefusal::Store(e))),
+                _ => (None, Err(EnqueueRefusal::StoreUnavailable)),
+            };
+            let _ = me.cast(ChannelMsg::Stored(entry));
+            let _ = reply.send(answer);
+        });
     }
 
     /// Queues an engagement action (checked with the platform's builder first), or refuses it.
@@ -901,6 +961,7 @@ impl Actor for ChannelActor {
             failed: 0,
             retried: 0,
             actions: ActionQueue::default(),
+            storing: 0,
             args,
         })
     }
@@ -969,6 +1030,15 @@ impl Actor for ChannelActor {
                     // The store died between the lookup and the send: the reply port is dropped with
                     // the message, and the HTTP side answers 503.
                     tracing::warn!(message = "Store went away; webhook refused.", %platform, %delivery_id, error = %e);
+                }
+            }
+            ChannelMsg::Enqueue { target, draft, reply } => Self::enqueue(&myself, state, target, draft, reply),
+            ChannelMsg::Stored(entry) => {
+                state.storing = state.storing.saturating_sub(1);
+                if let Some(entry) = entry {
+                    tracing::info!(message = "Reply queued.", platform = %state.args.platform, message_id = %entry.message.id);
+                    state.add(*entry);
+                    Self::pump(&myself, state);
                 }
             }
             ChannelMsg::Queued(entry) => {

@@ -884,12 +884,12 @@ impl ConversationActor {
             ConversationMsg::GetStoreStatus { reply } => {
                 let _ = reply.send(state.status());
             }
-            ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply } => {
+            ConversationMsg::Enqueue { target, draft, account, retry_deadline_ms, reply } => {
                 let Some(store) = state.writable().cloned() else {
                     let _ = reply.send(Err(state.refusal()));
                     return;
                 };
-                match store.enqueue(&target, &draft, Timestamp::now(), retry_deadline_ms) {
+                match store.enqueue(&target, &draft, &account, Timestamp::now(), retry_deadline_ms) {
                     Ok(queued) => state.park(
                         myself,
                         Pending::Reply(Box::new(move |result| {
@@ -898,6 +898,9 @@ impl ConversationActor {
                     ),
                     Err(StoreError::Refused(reason)) => {
                         let _ = reply.send(Err(PersistError::Refused(reason)));
+                    }
+                    Err(StoreError::Invalid(reason)) => {
+                        let _ = reply.send(Err(PersistError::Invalid(reason)));
                     }
                     Err(e) => {
                         tracing::error!(message = "Queueing a reply failed.", platform = %target.platform, error = %e);

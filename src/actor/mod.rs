@@ -57,6 +57,26 @@ pub enum PersistError {
     /// reason says what is allowed.
     #[error("{0}")]
     Refused(String),
+    /// The platform cannot take the reply as asked (what its request builder refused).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Why a channel did not queue a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnqueueRefusal {
+    /// The channel has no credential to send with.
+    #[error("{platform} has no access token configured; set it to send")]
+    NotConfigured { platform: Platform },
+    /// `outbound.max_queued` replies are waiting already.
+    #[error("{waiting} messages are waiting for {platform}; try again later")]
+    QueueFull { platform: Platform, waiting: usize },
+    /// The store refused or failed the write.
+    #[error(transparent)]
+    Store(#[from] PersistError),
+    /// The store did not answer.
+    #[error("the store did not answer")]
+    StoreUnavailable,
 }
 
 /// Whether the store takes writes, for `/ready` and `/metrics`.
@@ -112,6 +132,16 @@ pub type WebhookReply = RpcReplyPort<Result<WebhookOutcome, PersistError>>;
 pub enum ChannelMsg {
     /// A body whose signature checked out; parse it and have it stored, then answer `reply`.
     Webhook { body: Bytes, received_at: Timestamp, delivery_id: String, reply: WebhookReply },
+    /// Queue a reply: within `outbound.max_queued` (counted with the replies being stored right
+    /// now, so the bound cannot be raced), validated and stored through the conversation actor,
+    /// then sent; answers with the stored message.
+    Enqueue {
+        target: ConversationTarget,
+        draft: Box<OutboundDraft>,
+        reply: RpcReplyPort<Result<Message, EnqueueRefusal>>,
+    },
+    /// A reply the channel asked to store is stored (`Some`), or was not (internal).
+    Stored(Option<Box<OutboxEntry>>),
     /// A reply is durably in the outbox: send it.
     Queued(Box<OutboxEntry>),
     /// Look at the queue again: a rate-limit slot, a back-off or a pause has ended (internal).
@@ -232,6 +262,8 @@ pub enum ConversationMsg {
     Enqueue {
         target: ConversationTarget,
         draft: OutboundDraft,
+        /// The channel's account, for `platform::prepare_outbound`.
+        account: crate::platform::SendAccount,
         retry_deadline_ms: i64,
         reply: RpcReplyPort<Result<(Message, OutboxEntry), PersistError>>,
     },

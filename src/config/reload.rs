@@ -72,8 +72,9 @@ macro_rules! live {
 }
 
 /// Every key a reload applies at once. Who reads them: the HTTP front end reads its config per
-/// request (secrets, verify tokens, the API token, `outbound.max_queued`, `retry_deadline_secs`);
-/// the channel actors get new send settings (`ChannelMsg::Reconfigure`); the log filter is swapped.
+/// request (secrets, verify tokens, the API token); the channel actors get new send settings
+/// (`ChannelMsg::Reconfigure`: tokens, rates, `outbound.*` including `max_queued` and
+/// `retry_deadline_secs`); the log filter is swapped.
 const LIVE_KEYS: &[LiveKey] = &[
     live!(api.token),
     live!(log.level),

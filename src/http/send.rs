@@ -1,6 +1,6 @@
-//! The operator API's write side: replies and new messages. A reply is validated with the
-//! platform's own request builder (so what is accepted here is what the channel can send), stored
-//! durably in the outbox, and only then answered 202; the channel actor sends it from there.
+//! The operator API's write side: replies and new messages. A reply is one message to its
+//! platform's channel, which checks its bound, has it validated by the platform module and stored
+//! durably in the outbox, and only then is it answered 202; the channel sends it from there.
 
 use std::time::Duration;
 
@@ -12,13 +12,12 @@ use serde_json::json;
 use super::HttpState;
 use super::api::{bad_request, not_found, read};
 use super::response::{self, Body};
-use crate::actor::{ChannelMsg, ConversationMsg, PersistError, channel_actor, conversation_actor};
-use crate::model::{Attachment, Location, OutboundMessage, Platform, SharedContact, Template};
-use crate::platform::{self, SendContext};
-use crate::store::{ConversationTarget, OutboundDraft};
+use crate::actor::{ChannelMsg, ConversationMsg, EnqueueRefusal, PersistError, channel_actor};
+use crate::model::{Attachment, Location, OutboundDraft, Platform, SharedContact, Template};
+use crate::store::ConversationTarget;
 
-/// How long the API waits for the outbox write to be durable.
-const ENQUEUE_DEADLINE: Duration = Duration::from_secs(15);
+/// How long the API waits for the channel's answer (the outbox write is given 15 s of it).
+const ENQUEUE_DEADLINE: Duration = Duration::from_secs(20);
 
 /// An attachment by URL, as the API takes it.
 #[derive(Debug, Deserialize)]
@@ -154,13 +153,6 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
     if !state.config().enabled(platform) {
         return unprocessable("platform_disabled", &format!("{platform} is not enabled on this server"));
     }
-    let args = crate::app::channel_args(&state.config(), platform);
-    if !args.send.has_credentials() {
-        return unprocessable(
-            "sending_not_configured",
-            &format!("{platform} has no access token configured; set it to send"),
-        );
-    }
     let draft = OutboundDraft {
         human_agent: body.human_agent,
         text: body.text.filter(|t| !t.is_empty()),
@@ -188,75 +180,35 @@ async fn enqueue(state: &HttpState, target: ConversationTarget, body: ReplyBody)
         }),
         contacts: body.contacts.into_iter().map(|c| SharedContact { name: Some(c.name), phones: c.phones }).collect(),
     };
-    // Validate with the platform's own builder: what passes here is what the channel can send.
-    let probe = OutboundMessage {
-        human_agent: draft.human_agent,
-        id: "m0000000000000000".into(),
-        recipient: probe_recipient(&target),
-        reply_to: draft.reply_to.clone(),
-        text: draft.text.clone(),
-        attachments: draft.attachments.clone(),
-        template: draft.template.clone(),
-        link_preview: draft.link_preview,
-        location: draft.location.clone(),
-        contacts: draft.contacts.clone(),
-    };
-    let probe_token = crate::secret::Secret::new("validation-only");
-    let ctx = SendContext {
-        api_base: &args.send.api_base,
-        account_id: &args.account_id,
-        access_token: &probe_token,
-        sender_name: &args.send.sender_name,
-        api_version: &args.send.api_version,
-    };
-    if let Err(e) = platform::build_send_request(platform, &ctx, &probe) {
-        return unprocessable("invalid_message", &e.to_string());
-    }
+    // One message to the channel: it checks its bound, has the reply validated and stored, and
+    // sends it (actor/channel.rs `enqueue`).
     let Some(channel) = channel_actor(platform) else {
         return response::unavailable("the channel is restarting", 1);
     };
-    match channel.call(ChannelMsg::GetStatus, Some(Duration::from_secs(5))).await {
-        Ok(CallResult::Success(status)) if status.queued >= state.config().outbound.max_queued => {
-            return response::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "queue_full",
-                &format!("{} messages are waiting for {platform}; try again later", status.queued),
-            );
-        }
-        Ok(CallResult::Success(_)) => {}
-        _ => return response::unavailable("the channel did not answer", 1),
-    }
-    let Some(store) = conversation_actor() else {
-        return response::unavailable("the store is restarting", 1);
-    };
-    let retry_deadline_ms = (state.config().outbound.retry_deadline_secs as i64).saturating_mul(1000);
-    let queued = store
-        .call(|reply| ConversationMsg::Enqueue { target, draft, retry_deadline_ms, reply }, Some(ENQUEUE_DEADLINE))
+    let queued = channel
+        .call(|reply| ChannelMsg::Enqueue { target, draft: Box::new(draft), reply }, Some(ENQUEUE_DEADLINE))
         .await;
     match queued {
-        Ok(CallResult::Success(Ok((message, entry)))) => {
-            tracing::info!(message = "Reply queued.", %platform, message_id = %message.id);
-            // If the channel is restarting, it reloads the outbox when it starts.
-            let _ = channel.cast(ChannelMsg::Queued(Box::new(entry)));
-            response::json(StatusCode::ACCEPTED, &json!({ "message": message }))
-        }
-        Ok(CallResult::Success(Err(e))) => {
-            tracing::warn!(message = "Reply not queued.", %platform, error = %e);
-            match e {
-                PersistError::NotWritable(_) => response::store_not_writable("the reply was not queued"),
-                PersistError::Failed(_) => response::unavailable("the reply could not be stored", 1),
-                PersistError::Refused(reason) => unprocessable("window_closed", &reason),
+        Ok(CallResult::Success(Ok(message))) => response::json(StatusCode::ACCEPTED, &json!({ "message": message })),
+        Ok(CallResult::Success(Err(refusal))) => {
+            tracing::warn!(message = "Reply not queued.", %platform, error = %refusal);
+            match refusal {
+                EnqueueRefusal::NotConfigured { .. } => unprocessable("sending_not_configured", &refusal.to_string()),
+                EnqueueRefusal::QueueFull { .. } => {
+                    response::error(StatusCode::TOO_MANY_REQUESTS, "queue_full", &refusal.to_string())
+                }
+                EnqueueRefusal::Store(PersistError::Invalid(reason)) => unprocessable("invalid_message", &reason),
+                EnqueueRefusal::Store(PersistError::Refused(reason)) => unprocessable("window_closed", &reason),
+                EnqueueRefusal::Store(PersistError::NotWritable(_)) => {
+                    response::store_not_writable("the reply was not queued")
+                }
+                EnqueueRefusal::Store(PersistError::Failed(_)) => {
+                    response::unavailable("the reply could not be stored", 1)
+                }
+                EnqueueRefusal::StoreUnavailable => response::unavailable("the store did not answer", 1),
             }
         }
-        _ => response::unavailable("the store did not answer", 1),
-    }
-}
-
-/// The recipient the channel will send to, for validation: LinkedIn sends under the post.
-fn probe_recipient(target: &ConversationTarget) -> String {
-    match (target.platform, crate::store::comment_object(&target.contact_id)) {
-        (Platform::Linkedin, Some(post)) => post.to_owned(),
-        _ => target.contact_id.clone(),
+        _ => response::unavailable("the channel did not answer", 1),
     }
 }
 

@@ -105,7 +105,7 @@ async fn receive_untimed(state: &HttpState, platform: Platform, request: Request
             tracing::warn!(message = "Webhook not stored.", %platform, %delivery_id, error = %e);
             return match e {
                 PersistError::NotWritable(_) => response::store_not_writable("the webhook was not stored"),
-                PersistError::Failed(_) | PersistError::Refused(_) => {
+                PersistError::Failed(_) | PersistError::Refused(_) | PersistError::Invalid(_) => {
                     response::unavailable("the webhook could not be stored", 1)
                 }
             };

@@ -163,6 +163,62 @@ impl ApiResponse {
     }
 }
 
+/// Where and as whom a channel sends, without the credential: all that validating a message
+/// needs (`prepare_outbound`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendAccount {
+    pub api_base: String,
+    pub account_id: String,
+    pub sender_name: String,
+    pub api_version: String,
+}
+
+impl SendAccount {
+    /// The context to build requests with `token`.
+    pub fn context<'a>(&'a self, token: &'a Secret) -> SendContext<'a> {
+        SendContext {
+            api_base: &self.api_base,
+            account_id: &self.account_id,
+            access_token: token,
+            sender_name: &self.sender_name,
+            api_version: &self.api_version,
+        }
+    }
+}
+
+/// Validates and normalises what the operator asked to send into the message the channel will
+/// send, once, when it is queued (pure): the recipient and thread as the platform addresses them
+/// (a LinkedIn reply goes under the post, as a reply to the comment that is the thread) and every
+/// field checked by the platform's own request builder, so that what is queued is what can be
+/// sent. The builders never judge the credential: validation builds with none.
+pub fn prepare_outbound(
+    platform: Platform,
+    account: &SendAccount,
+    id: &str,
+    contact_id: &str,
+    draft: &crate::model::OutboundDraft,
+) -> Result<crate::model::OutboundMessage, BuildError> {
+    let (recipient, thread) = match platform {
+        Platform::Linkedin => linkedin::reply_target(contact_id),
+        _ => (contact_id.to_owned(), None),
+    };
+    let message = crate::model::OutboundMessage {
+        id: id.to_owned(),
+        recipient,
+        reply_to: draft.reply_to.clone().filter(|r| !r.is_empty()).or(thread),
+        text: draft.text.clone().filter(|t| !t.is_empty()),
+        attachments: draft.attachments.clone(),
+        template: draft.template.clone(),
+        human_agent: draft.human_agent,
+        link_preview: draft.link_preview,
+        location: draft.location.clone(),
+        contacts: draft.contacts.clone(),
+    };
+    let no_credential = Secret::default();
+    build_send_request(platform, &account.context(&no_credential), &message)?;
+    Ok(message)
+}
+
 /// What a channel knows when it builds a send request.
 #[derive(Clone, Copy, Debug)]
 pub struct SendContext<'a> {
@@ -170,7 +226,8 @@ pub struct SendContext<'a> {
     pub api_base: &'a str,
     /// Our account: Page id, phone_number_id, Viber bot name, LinkedIn organization URN.
     pub account_id: &'a str,
-    /// The credential in use now (it may have been refreshed since start).
+    /// The credential in use now (it may have been refreshed since start); empty while
+    /// validating (`prepare_outbound`), and never judged by the builders.
     pub access_token: &'a Secret,
     /// Viber's required `sender.name` (`viber.bot_name`); unused elsewhere.
     pub sender_name: &'a str,

@@ -18,9 +18,10 @@ use keyspace::{Keyspace, TreeId};
 use unreadable::{UnreadableRecords, printable_key};
 use writer::Writer;
 
+pub use crate::model::OutboundDraft;
 pub use feed::{ChannelStatusChange, EventPage};
 pub use health::{WriteFailure, WriteProblem, probe_write};
-pub use outbox::{ConversationTarget, OutboundDraft, OutboxEntry, StatusChange, StoredToken, comment_object};
+pub use outbox::{ConversationTarget, OutboxEntry, StatusChange, StoredToken};
 pub use receivers::{
     DeliveryError, FAILED_SHOWN, FailedRecord, LoadedReceiver, PendingRecord, ReceiverSave, ReceiverState,
 };
@@ -79,6 +80,10 @@ pub enum StoreError {
     /// allowed. Nothing was written.
     #[error("{0}")]
     Refused(String),
+    /// A reply the platform cannot take as asked (`platform::prepare_outbound` said why).
+    /// Nothing was written.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -94,7 +99,8 @@ impl StoreError {
             StoreError::SchemaTooNew { .. }
             | StoreError::Corrupt(_)
             | StoreError::Unreadable { .. }
-            | StoreError::Refused(_) => None,
+            | StoreError::Refused(_)
+            | StoreError::Invalid(_) => None,
         }
     }
 }

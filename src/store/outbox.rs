@@ -9,24 +9,10 @@ use super::writer::Writer;
 use super::{Store, StoreError, encode, keys};
 use crate::feed::EventType;
 use crate::model::{
-    Attachment, ContentKind, Conversation, Direction, Location, Message, MessageError, OutboundMessage, Platform,
-    ReceiptKind, SharedContact, Status, Template, Timestamp,
+    ContentKind, Conversation, Direction, Message, MessageError, OutboundDraft, OutboundMessage, Platform, ReceiptKind,
+    Status, Timestamp,
 };
-
-/// What the operator asked to send, before it is stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboundDraft {
-    pub text: Option<String>,
-    pub attachments: Vec<Attachment>,
-    pub template: Option<Template>,
-    pub reply_to: Option<String>,
-    /// A person wrote it (Messenger's `HUMAN_AGENT`; see `OutboundMessage::human_agent`).
-    pub human_agent: bool,
-    /// See `OutboundMessage`.
-    pub link_preview: bool,
-    pub location: Option<Location>,
-    pub contacts: Vec<SharedContact>,
-}
+use crate::platform::SendAccount;
 
 /// The conversation a reply goes to; created if it does not exist yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +76,7 @@ impl Store {
         &self,
         target: &ConversationTarget,
         draft: &OutboundDraft,
+        account: &SendAccount,
         now: Timestamp,
         retry_deadline_ms: i64,
     ) -> Result<(Message, OutboxEntry), StoreError> {
@@ -98,12 +85,16 @@ impl Store {
         let resolved = ConversationTarget { contact_id: contact, ..target.clone() };
         let target = &resolved;
         let message_id = keys::message_id(self.db.generate_id()?);
+        // Validated and normalised once, with its real id: what is stored is what will be sent.
+        let outbound =
+            crate::platform::prepare_outbound(target.platform, account, &message_id, &target.contact_id, draft)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let seq = self.db.generate_id()?;
         let conversation_id = keys::conversation_id(target.platform, &target.account_id, &target.contact_id);
-        let kind = match (&draft.template, draft.attachments.is_empty()) {
+        let kind = match (&outbound.template, outbound.attachments.is_empty()) {
             (Some(_), _) => ContentKind::Template,
-            _ if draft.location.is_some() => ContentKind::Location,
-            _ if !draft.contacts.is_empty() => ContentKind::Contacts,
+            _ if outbound.location.is_some() => ContentKind::Location,
+            _ if !outbound.contacts.is_empty() => ContentKind::Contacts,
             (None, false) => ContentKind::Media,
             (None, true) => ContentKind::Text,
         };
@@ -114,16 +105,16 @@ impl Store {
             direction: Direction::Outbound,
             platform_message_id: None,
             sender_id: Some(target.account_id.clone()),
-            text: draft.text.clone(),
-            attachments: draft.attachments.clone(),
+            text: outbound.text.clone(),
+            attachments: outbound.attachments.clone(),
             sent_at: now,
             status: Status::Queued,
             error: None,
             kind,
-            payload: draft.template.as_ref().map(|t| t.name.clone()),
-            reply_to: draft.reply_to.clone(),
-            location: draft.location.clone(),
-            contacts: draft.contacts.clone(),
+            payload: outbound.template.as_ref().map(|t| t.name.clone()),
+            reply_to: draft.reply_to.clone().filter(|r| !r.is_empty()),
+            location: outbound.location.clone(),
+            contacts: outbound.contacts.clone(),
             received_at: now,
             dispatched_at: None,
             previous: Vec::new(),
@@ -135,23 +126,12 @@ impl Store {
             conversation_id: conversation_id.clone(),
             queued_at: now,
             deadline_at: Timestamp::from_millis(now.as_millis().saturating_add(retry_deadline_ms)),
-            message: OutboundMessage {
-                human_agent: draft.human_agent,
-                link_preview: draft.link_preview,
-                location: draft.location.clone(),
-                contacts: draft.contacts.clone(),
-                id: message_id.clone(),
-                recipient: outbound_recipient(target),
-                reply_to: draft.reply_to.clone().or_else(|| linkedin_parent_comment(target)),
-                text: draft.text.clone(),
-                attachments: draft.attachments.clone(),
-                template: draft.template.clone(),
-            },
+            message: outbound,
         };
         let preview = crate::model::MessageContent {
             kind,
-            text: draft.text.clone(),
-            attachments: draft.attachments.clone(),
+            text: message.text.clone(),
+            attachments: message.attachments.clone(),
             payload: None,
             reply_to: None,
             location: None,
@@ -187,7 +167,10 @@ impl Store {
             // knows (and is empty for a new conversation).
             conversation.last_inbound_at = self.newest_inbound_message(&conversation_id)?.map(|m| m.sent_at);
         }
-        let reply = crate::window::ReplyKind { template: draft.template.is_some(), human_agent: draft.human_agent };
+        let reply = crate::window::ReplyKind {
+            template: entry.message.template.is_some(),
+            human_agent: entry.message.human_agent,
+        };
         crate::window::check(target.platform, conversation.last_inbound_at, now, reply).map_err(StoreError::Refused)?;
         conversation.last_message_text = Some(preview);
         conversation.last_message_at = Some(now);
@@ -364,26 +347,6 @@ pub(super) fn advance(message: &mut Message, status: Status, error: Option<Messa
 
 /// Who receives a reply in a conversation: the contact, except on LinkedIn, where the contact is
 /// the thread (a post, or a parent comment) and the comment goes under the post.
-fn outbound_recipient(target: &ConversationTarget) -> String {
-    match (target.platform, comment_object(&target.contact_id)) {
-        (Platform::Linkedin, Some(post)) => post.to_owned(),
-        _ => target.contact_id.clone(),
-    }
-}
-
-/// For a LinkedIn thread that is a comment, that comment is the parent of the reply.
-fn linkedin_parent_comment(target: &ConversationTarget) -> Option<String> {
-    (target.platform == Platform::Linkedin && comment_object(&target.contact_id).is_some())
-        .then(|| target.contact_id.clone())
-}
-
-/// The post a LinkedIn comment URN hangs off: `urn:li:comment:(urn:li:activity:1,2)` → `urn:li:activity:1`.
-pub fn comment_object(urn: &str) -> Option<&str> {
-    let inner = urn.strip_prefix("urn:li:comment:(")?.strip_suffix(')')?;
-    let (object, _id) = inner.rsplit_once(',')?;
-    Some(object)
-}
-
 /// Applies a receipt to our outbound messages: by platform id where it names messages (kept for
 /// later when the send response has not arrived yet), by watermark where it covers a time.
 pub(super) fn apply_receipt(
@@ -446,19 +409,4 @@ fn update(writer: &mut Writer<'_>, id: &[u8], change: impl FnOnce(&mut Message) 
         writer.emit_message(EventType::MessageStatus, &message)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_comment_urn_names_its_post() {
-        assert_eq!(
-            comment_object("urn:li:comment:(urn:li:activity:7190000000000000001,7190000000000000099)"),
-            Some("urn:li:activity:7190000000000000001")
-        );
-        assert_eq!(comment_object("urn:li:activity:7190000000000000001"), None);
-        assert_eq!(comment_object("urn:li:comment:broken"), None);
-    }
 }

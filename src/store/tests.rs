@@ -9,6 +9,17 @@ fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// An account that every platform's request builder takes (for `Store::enqueue`'s validation).
+fn account() -> crate::platform::SendAccount {
+    crate::platform::SendAccount {
+        api_base: "http://127.0.0.1:9".into(),
+        // LinkedIn's builder needs an organization URN; the others take any id.
+        account_id: "urn:li:organization:2414183".into(),
+        sender_name: "Parley".into(),
+        api_version: "202406".into(),
+    }
+}
+
 /// Opens a store whose previous handle was just dropped (sled's background threads may hold the
 /// file lock a moment longer).
 fn reopen(path: &std::path::Path) -> Result<Store, StoreError> {
@@ -322,9 +333,9 @@ mod counters {
         let known =
             ConversationTarget { platform: Platform::Facebook, account_id: "page-1".into(), contact_id: "a".into() };
         let new = ConversationTarget { platform: Platform::Viber, account_id: "bot".into(), contact_id: "5511".into() };
-        let (_, sent) = store.enqueue(&known, &draft("reply"), at(7), 60_000).unwrap();
-        let (_, failed) = store.enqueue(&new, &draft("hello"), at(8), 60_000).unwrap();
-        store.enqueue(&new, &draft("still queued"), at(9), 60_000).unwrap();
+        let (_, sent) = store.enqueue(&known, &draft("reply"), &account(), at(7), 60_000).unwrap();
+        let (_, failed) = store.enqueue(&new, &draft("hello"), &account(), at(8), 60_000).unwrap();
+        store.enqueue(&new, &draft("still queued"), &account(), at(9), 60_000).unwrap();
         store.mark_sent(&sent, "m_out", at(10)).unwrap();
         let error = MessageError { code: "131026".into(), message: "undeliverable".into(), permanent: true };
         store.mark_failed(&failed, error).unwrap();
@@ -441,10 +452,20 @@ mod counters {
         // the name of the newest one.
         let unfinished = path.join("snap.7FFFFFFFFFFFFFFF.generating");
         std::fs::write(&unfinished, b"").unwrap();
-        assert!(
-            matches!(sled_config(&path, 8 << 20).open(), Err(sled::Error::Corruption { .. })),
-            "sled 0.34.7 itself refuses such a store"
-        );
+        // The dropped store's background threads may hold the file lock a moment longer: wait
+        // for it, as `reopen` does, before asking sled itself.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let refused = loop {
+            match sled_config(&path, 8 << 20).open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        assert!(matches!(refused, Err(sled::Error::Corruption { .. })), "sled 0.34.7 itself refuses such a store");
         let store = reopen(&path).unwrap();
         assert_eq!(
             store.message_by_platform_id(Platform::Facebook, "m_1").unwrap().unwrap().text.as_deref(),
@@ -513,8 +534,9 @@ mod outbound {
     #[test]
     fn a_queued_reply_is_a_message_and_an_outbox_entry_in_order() {
         let (_dir, store) = store_with_customer();
-        let (first, entry) = store.enqueue(&target(), &draft("one"), Timestamp::from_millis(1_000), 60_000).unwrap();
-        store.enqueue(&target(), &draft("two"), Timestamp::from_millis(1_001), 60_000).unwrap();
+        let (first, entry) =
+            store.enqueue(&target(), &draft("one"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
+        store.enqueue(&target(), &draft("two"), &account(), Timestamp::from_millis(1_001), 60_000).unwrap();
         assert_eq!(first.status, Status::Queued);
         assert_eq!(first.direction, Direction::Outbound);
         assert_eq!(entry.message.recipient, "5511987654321");
@@ -530,7 +552,8 @@ mod outbound {
     #[test]
     fn sent_then_receipts_move_the_status_forward_only() {
         let (_dir, store) = store_with_customer();
-        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (message, entry) =
+            store.enqueue(&target(), &draft("hi"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.mark_sending(&message.id).unwrap();
         let sent = store.mark_sent(&entry, "wamid.OUT1", Timestamp::from_millis(2_000)).unwrap().unwrap();
         assert_eq!(sent.message.status, Status::Sent);
@@ -543,7 +566,8 @@ mod outbound {
     #[test]
     fn a_receipt_before_the_send_response_is_applied_when_it_comes() {
         let (_dir, store) = store_with_customer();
-        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (message, entry) =
+            store.enqueue(&target(), &draft("hi"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.ingest(&[status_event("wamid.EARLY", ReceiptKind::Delivered, None)], Timestamp::from_millis(3)).unwrap();
         let sent = store.mark_sent(&entry, "wamid.EARLY", Timestamp::from_millis(2_000)).unwrap().unwrap();
         assert_eq!(sent.message.status, Status::Delivered);
@@ -553,7 +577,8 @@ mod outbound {
     #[test]
     fn an_asynchronous_failure_records_the_platforms_error() {
         let (_dir, store) = store_with_customer();
-        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (message, entry) =
+            store.enqueue(&target(), &draft("hi"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
         store.mark_sent(&entry, "wamid.F", Timestamp::from_millis(2_000)).unwrap();
         let error = MessageError { code: "131047".into(), message: "Re-engagement message".into(), permanent: true };
         store
@@ -570,8 +595,8 @@ mod outbound {
             ConversationTarget { platform: Platform::Facebook, account_id: "page".into(), contact_id: "psid".into() };
         let wrote = InboundEvent { account_id: "page".into(), ..text_event("psid", "m_in", 500, "hi") };
         store.ingest(&[wrote], Timestamp::from_millis(500)).unwrap();
-        let (a, entry_a) = store.enqueue(&fb, &draft("a"), Timestamp::from_millis(1_000), 60_000).unwrap();
-        let (b, entry_b) = store.enqueue(&fb, &draft("b"), Timestamp::from_millis(1_001), 60_000).unwrap();
+        let (a, entry_a) = store.enqueue(&fb, &draft("a"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (b, entry_b) = store.enqueue(&fb, &draft("b"), &account(), Timestamp::from_millis(1_001), 60_000).unwrap();
         store.mark_sent(&entry_a, "m_a", Timestamp::from_millis(2_000)).unwrap();
         store.mark_sent(&entry_b, "m_b", Timestamp::from_millis(5_000)).unwrap();
         let read = InboundEvent {
@@ -599,7 +624,8 @@ mod outbound {
     #[test]
     fn a_failed_send_leaves_the_outbox() {
         let (_dir, store) = store_with_customer();
-        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (message, entry) =
+            store.enqueue(&target(), &draft("hi"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
         let error = MessageError { code: "131026".into(), message: "undeliverable".into(), permanent: true };
         store.mark_failed(&entry, error).unwrap();
         assert_eq!(store.message(&message.id).unwrap().unwrap().status, Status::Failed);
@@ -615,7 +641,7 @@ mod outbound {
             account_id: "urn:li:organization:2414183".into(),
             contact_id: thread.into(),
         };
-        let (_, entry) = store.enqueue(&li, &draft("Yes"), Timestamp::from_millis(1), 60_000).unwrap();
+        let (_, entry) = store.enqueue(&li, &draft("Yes"), &account(), Timestamp::from_millis(1), 60_000).unwrap();
         assert_eq!(entry.message.recipient, "urn:li:activity:7190000000000000001");
         assert_eq!(entry.message.reply_to.as_deref(), Some(thread));
     }

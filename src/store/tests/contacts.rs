@@ -62,7 +62,8 @@ fn a_user_who_first_withheld_the_number_stays_in_that_conversation_when_it_shows
     assert_eq!(conversation_of(&store, "w2"), conversation);
     assert_eq!(conversation_of(&store, "w3"), conversation);
     assert_eq!(store.conversation(&conversation).unwrap().unwrap().contact_id, BSUID);
-    let (message, entry) = store.enqueue(&target(), &draft("hello"), Timestamp::from_millis(4_000), 60_000).unwrap();
+    let (message, entry) =
+        store.enqueue(&target(), &draft("hello"), &account(), Timestamp::from_millis(4_000), 60_000).unwrap();
     assert_eq!(message.conversation_id, conversation);
     assert_eq!(entry.message.recipient, BSUID, "a reply goes to the id the conversation is keyed by");
     assert_eq!(store.counts().unwrap().conversations, 1);

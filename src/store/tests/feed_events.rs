@@ -59,7 +59,7 @@ fn a_reply_and_each_of_its_status_steps_are_events() {
     let (_dir, store) = store_with_customer();
     let before = all_events(&store).len();
     let (message, entry) =
-        store.enqueue(&target(), &draft("on its way"), Timestamp::from_millis(10_000), 60_000).unwrap();
+        store.enqueue(&target(), &draft("on its way"), &account(), Timestamp::from_millis(10_000), 60_000).unwrap();
     store.mark_sending(&message.id).unwrap();
     store.mark_sending(&message.id).unwrap(); // no step: no event
     store.mark_sent(&entry, "wamid.1", Timestamp::from_millis(10_500)).unwrap();

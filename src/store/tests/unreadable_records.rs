@@ -225,8 +225,9 @@ mod outbound {
     #[test]
     fn an_unreadable_outbox_entry_is_skipped_and_the_others_still_load() {
         let (_dir, store) = store_with_customer();
-        let (_, first) = store.enqueue(&target(), &draft("one"), Timestamp::from_millis(1_000), 60_000).unwrap();
-        store.enqueue(&target(), &draft("two"), Timestamp::from_millis(1_001), 60_000).unwrap();
+        let (_, first) =
+            store.enqueue(&target(), &draft("one"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
+        store.enqueue(&target(), &draft("two"), &account(), Timestamp::from_millis(1_001), 60_000).unwrap();
         let mut key = vec![Platform::Whatsapp.tag()];
         key.extend_from_slice(&first.seq.to_be_bytes());
         store.table(TreeId::Outbox).insert(key, &b"[]"[..]).unwrap();
@@ -245,12 +246,14 @@ mod outbound {
         let kept = store.table(TreeId::Unreadable).get(TreeId::PendingReceipts.key(&index_key)).unwrap();
         assert_eq!(kept.as_deref(), Some(&b"{oops"[..]));
 
-        let (message, entry) = store.enqueue(&target(), &draft("hi"), Timestamp::from_millis(1_000), 60_000).unwrap();
+        let (message, entry) =
+            store.enqueue(&target(), &draft("hi"), &account(), Timestamp::from_millis(1_000), 60_000).unwrap();
         let sent = store.mark_sent(&entry, "wamid.EARLY", Timestamp::from_millis(2_000)).unwrap().unwrap();
         assert_eq!(sent.message.status, Status::Delivered, "the receipt stored after the garbage applies");
 
         store.table(TreeId::Conversations).insert(&message.conversation_id, &b"7"[..]).unwrap();
-        let (again, _) = store.enqueue(&target(), &draft("again"), Timestamp::from_millis(3_000), 60_000).unwrap();
+        let (again, _) =
+            store.enqueue(&target(), &draft("again"), &account(), Timestamp::from_millis(3_000), 60_000).unwrap();
         let conversation = store.conversation(&again.conversation_id).unwrap().unwrap();
         assert_eq!(conversation.last_message_text.as_deref(), Some("again"));
         assert_eq!(conversation.contact_id, "5511987654321");
