@@ -26,6 +26,8 @@ use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
 use crate::secret::Secret;
 use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
 
+pub mod names;
+
 /// How often the outbox in the store is merged into the queue.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
 /// How soon a broken token is checked again.
@@ -131,6 +133,8 @@ pub struct ChannelState {
     sent: u64,
     failed: u64,
     retried: u64,
+    /// Messenger's contact name lookups (`names.rs`); `None` on the other channels.
+    names: Option<names::NameLookups>,
 }
 
 impl ChannelState {
@@ -285,6 +289,9 @@ impl ChannelActor {
             state.in_flight.insert(conversation.clone());
             state.order.push_back(conversation);
             Self::attempt(myself, state, entry);
+        }
+        if let Some(when) = names::start(myself, state, now) {
+            earliest = Some(earliest.map_or(when, |e| e.min(when)));
         }
         if let Some(when) = earliest {
             state.wake_at(myself, when);
@@ -787,6 +794,7 @@ impl Actor for ChannelActor {
             sent: 0,
             failed: 0,
             retried: 0,
+            names: names::NameLookups::for_platform(args.platform),
             args,
         })
     }
@@ -894,6 +902,16 @@ impl Actor for ChannelActor {
                     tracing::info!(message = if writable { "Store writable again; sending resumes." } else { "Store not writable; sending paused." }, platform = %state.args.platform);
                 }
                 state.store_writable = writable;
+                Self::pump(&myself, state);
+            }
+            ChannelMsg::NamesWanted(unnamed) => {
+                if let Some(lookups) = &mut state.names {
+                    lookups.want(unnamed, Instant::now());
+                    Self::pump(&myself, state);
+                }
+            }
+            ChannelMsg::NameLooked(looked) => {
+                names::looked(state, looked);
                 Self::pump(&myself, state);
             }
         }
