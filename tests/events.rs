@@ -385,7 +385,7 @@ fn summary(events: &[Value]) -> String {
             let detail = match e["type"].as_str() {
                 Some("conversation.updated") => {
                     let c = &e["data"]["conversation"];
-                    format!("unread {} last {}", c["unread"], c["last_message_text"])
+                    format!("unread {} last {} name {}", c["unread"], c["last_message_text"], c["contact_name"])
                 }
                 Some("channel.status") => e["data"]["channel"].to_string(),
                 _ => {
@@ -453,9 +453,12 @@ async fn every_change_on_each_platform_is_one_event_with_its_data_in_both_forms(
     lp.post_webhook("linkedin", &linkedin_inbound()).await;
     lp.post_webhook("facebook", &messenger_app_echo("m_app_echo_1")).await;
     lp.post_webhook("facebook", &messenger_app_echo("m_app_echo_1")).await;
+    // The Messenger contact's name comes from a profile lookup, at a moment of its own.
+    let messenger_name = parley::sandbox::profile::display_name(PSID);
     let events = lp
-        .feed_until("the echo", |events| {
+        .feed_until("the echo and the Messenger contact's name", |events| {
             events.iter().any(|e| e["data"]["message"]["platform_message_id"] == "m_app_echo_1")
+                && events.iter().any(|e| e["data"]["conversation"]["contact_name"] == messenger_name.as_str())
         })
         .await;
     let all = summary(&events);
@@ -516,10 +519,14 @@ async fn every_change_on_each_platform_is_one_event_with_its_data_in_both_forms(
         assert!(created[0]["seq"].as_u64() < sent["seq"].as_u64());
 
         // conversation.updated: created with the inbound message (unread 1), then the reply
-        // (unread 0, its text last); Messenger's echo is the last message after that.
-        let updates: Vec<(u64, String)> = events
+        // (unread 0, its text last); Messenger's echo is the last message after that. On
+        // Messenger one more, whenever the lookup ends: the name, the rest as it was then.
+        let conversation_updates: Vec<&Value> = events
             .iter()
             .filter(|e| e["type"] == "conversation.updated" && e["conversation_id"] == conversation.as_str())
+            .collect();
+        let mut updates: Vec<(u64, String)> = conversation_updates
+            .iter()
             .map(|e| {
                 let c = &e["data"]["conversation"];
                 assert_eq!(c["id"], conversation.as_str());
@@ -527,6 +534,15 @@ async fn every_change_on_each_platform_is_one_event_with_its_data_in_both_forms(
                 (c["unread"].as_u64().unwrap(), c["last_message_text"].as_str().unwrap_or_default().to_owned())
             })
             .collect();
+        if *platform == "facebook" {
+            let names: Vec<&Value> =
+                conversation_updates.iter().map(|e| &e["data"]["conversation"]["contact_name"]).collect();
+            let named_at = names.iter().position(|n| !n.is_null()).expect("named");
+            assert!(named_at > 0, "{all}");
+            assert!(names[named_at..].iter().all(|n| **n == messenger_name.as_str()), "{all}");
+            assert_eq!(updates[named_at], updates[named_at - 1], "the name alone changed: {all}");
+            updates.remove(named_at);
+        }
         let mut expected = vec![(1, inbound_text[i].to_owned()), (0, reply_text[i].to_owned())];
         if *platform == "facebook" {
             expected.push((0, "Sent from the Page inbox.".to_owned()));
@@ -542,8 +558,9 @@ async fn every_change_on_each_platform_is_one_event_with_its_data_in_both_forms(
     assert_eq!(echoes[0]["conversation_id"], conversations[0].as_str());
 
     // Nothing else: 4 channels; per platform received, created and two conversation updates;
-    // the status steps (four each, LinkedIn's two); the echo and its conversation update.
-    assert_eq!(events.len(), 4 + 4 * (1 + 1 + 2) + (3 * 4 + 2) + 2, "{all}");
+    // the status steps (four each, LinkedIn's two); the echo and its conversation update; the
+    // Messenger contact's name.
+    assert_eq!(events.len(), 4 + 4 * (1 + 1 + 2) + (3 * 4 + 2) + 2 + 1, "{all}");
     for event in &events {
         let at = event["at"].as_str().unwrap();
         assert!(parley::model::Timestamp::parse_rfc3339(at).is_some(), "{at}");

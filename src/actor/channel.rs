@@ -27,6 +27,8 @@ use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
 use crate::secret::Secret;
 use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
 
+pub mod names;
+
 /// How often the outbox in the store is merged into the queue.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
 /// How soon a broken token is checked again.
@@ -138,6 +140,8 @@ pub struct ChannelState {
     actions: ActionQueue<ActionReply>,
     /// Replies being stored now: counted against `outbound.max_queued` with the queued ones.
     storing: usize,
+    /// Messenger's contact name lookups (`names.rs`); `None` on the other channels.
+    names: Option<names::NameLookups>,
 }
 
 /// Where an engagement action's caller waits for how it ended.
@@ -324,6 +328,9 @@ impl ChannelActor {
             state.in_flight.insert(conversation.clone());
             state.order.push_back(conversation);
             Self::attempt(myself, state, entry);
+        }
+        if let Some(when) = names::start(myself, state, now) {
+            earliest = Some(earliest.map_or(when, |e| e.min(when)));
         }
         if let Some(when) = earliest {
             state.wake_at(myself, when);
@@ -962,6 +969,7 @@ impl Actor for ChannelActor {
             retried: 0,
             actions: ActionQueue::default(),
             storing: 0,
+            names: names::NameLookups::for_platform(args.platform),
             args,
         })
     }
@@ -1080,6 +1088,16 @@ impl Actor for ChannelActor {
                     tracing::info!(message = if writable { "Store writable again; sending resumes." } else { "Store not writable; sending paused." }, platform = %state.args.platform);
                 }
                 state.store_writable = writable;
+                Self::pump(&myself, state);
+            }
+            ChannelMsg::NamesWanted(unnamed) => {
+                if let Some(lookups) = &mut state.names {
+                    lookups.want(unnamed, Instant::now());
+                    Self::pump(&myself, state);
+                }
+            }
+            ChannelMsg::NameLooked(looked) => {
+                names::looked(state, looked);
                 Self::pump(&myself, state);
             }
         }

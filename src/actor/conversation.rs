@@ -32,7 +32,9 @@ use super::{
 };
 use crate::feed::{FeedHub, Published};
 use crate::model::{InboundEvent, MessageError, Platform, Timestamp};
-use crate::store::{self, OutboxEntry, ReadMark, Store, StoreError, WriteFailure, WriteProblem};
+use crate::store::{
+    self, IngestOutcome, OutboxEntry, ReadMark, Store, StoreError, WriteFailure, WriteProblem, names_by_lookup,
+};
 
 /// The actor behaviour; all state is in [`ConversationState`].
 pub struct ConversationActor;
@@ -189,6 +191,36 @@ type PendingReply = Box<dyn FnOnce(Result<(), PersistError>) + Send>;
 fn webhook_reply(reply: WebhookReply, outcome: WebhookOutcome) -> PendingReply {
     Box::new(move |result| {
         let _ = reply.send(result.map(|()| outcome));
+    })
+}
+
+/// The pending reply of a stored webhook: its outcome once the flush succeeded, and then the
+/// Messenger conversations it left without a name go to that channel to be looked up
+/// (`channel/names.rs`), so no lookup is made for a write that did not become durable.
+fn stored_reply(
+    store: &Store,
+    platform: Platform,
+    events: &[InboundEvent],
+    reply: WebhookReply,
+    outcome: IngestOutcome,
+) -> PendingReply {
+    let unnamed = if names_by_lookup(platform) && outcome.messages > 0 {
+        store.unnamed_contacts(events).unwrap_or_else(|e| {
+            tracing::debug!(message = "Could not tell which conversations want a name; none looked up.", %platform, error = %e);
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    Box::new(move |result| {
+        let stored = result.is_ok();
+        let _ = reply.send(result.map(|()| WebhookOutcome::Stored(outcome)));
+        if stored
+            && !unnamed.is_empty()
+            && let Some(channel) = channel_actor(platform)
+        {
+            let _ = channel.cast(ChannelMsg::NamesWanted(unnamed));
+        }
     })
 }
 
@@ -385,8 +417,8 @@ impl ConversationState {
         let bodies: Vec<&[InboundEvent]> = group.iter().map(|(_, events, _, _)| events.as_slice()).collect();
         match store.ingest_group(&bodies, stored_at) {
             Ok(outcomes) => {
-                for ((_, _, _, reply), outcome) in group.into_iter().zip(outcomes) {
-                    self.park(myself, Pending::Reply(webhook_reply(reply, WebhookOutcome::Stored(outcome))));
+                for ((platform, events, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                    self.park(myself, Pending::Reply(stored_reply(&store, platform, &events, reply, outcome)));
                 }
             }
             Err(e) if e.write_failure().is_some() => {
@@ -402,7 +434,7 @@ impl ConversationState {
                     }
                     match store.ingest(&events, received_at) {
                         Ok(outcome) => {
-                            self.park(myself, Pending::Reply(webhook_reply(reply, WebhookOutcome::Stored(outcome))));
+                            self.park(myself, Pending::Reply(stored_reply(&store, platform, &events, reply, outcome)));
                         }
                         Err(e) => {
                             tracing::error!(message = "Storing events failed.", %platform, error = %e);
@@ -938,6 +970,24 @@ impl ConversationActor {
             }
             ConversationMsg::MarkFailed { entry, error } => {
                 state.write_status(myself, StatusWrite::Failed { entry, error });
+            }
+            ConversationMsg::NameContact { conversation_id, name } => {
+                // Nobody waits; while the store refuses writes the name is dropped (the contact's
+                // next message in a later run looks it up again).
+                let Some(store) = state.writable().cloned() else {
+                    tracing::debug!(message = "A contact name is not kept while the store refuses writes.", %conversation_id);
+                    return;
+                };
+                match store.name_contact(&conversation_id, &name, Timestamp::now()) {
+                    Ok(true) => state.park(myself, Pending::Quiet),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(message = "Keeping a contact name failed.", %conversation_id, error = %e);
+                        if let Some(failure) = e.write_failure() {
+                            state.write_failed(myself, failure);
+                        }
+                    }
+                }
             }
             ConversationMsg::LoadToken { platform, reply } => {
                 let _ = reply.send(state.readable().and_then(|s| s.token(platform).map_err(|e| read_failed(&e))));

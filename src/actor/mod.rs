@@ -19,7 +19,7 @@ use crate::model::{Conversation, Message, MessageError, Platform, Timestamp};
 use crate::platform::SendOutcome;
 use crate::store::{
     ChannelStatusChange, ConversationTarget, EventPage, IngestOutcome, LoadedReceiver, OutboundDraft, OutboxEntry,
-    Page, ReceiverSave, StoreCounts, StoredToken, WriteFailure, WriteProblem,
+    Page, ReceiverSave, StoreCounts, StoredToken, UnnamedContact, WriteFailure, WriteProblem,
 };
 
 /// Registered name of the conversation actor.
@@ -167,6 +167,11 @@ pub enum ChannelMsg {
     Act { action: crate::model::OutboundAction, reply: RpcReplyPort<Result<(), MessageError>> },
     /// One request of an engagement action ended (internal).
     ActionAttempted { id: u64, outcome: crate::platform::ActionOutcome },
+    /// Conversations that got a message and have no name: look their contacts up (Messenger; once
+    /// per conversation per run; see `channel/names.rs`). Other channels ignore it.
+    NamesWanted(Vec<UnnamedContact>),
+    /// A name lookup ended (internal).
+    NameLooked(channel::names::Looked),
 }
 
 /// The result of a token check or refresh.
@@ -275,6 +280,9 @@ pub enum ConversationMsg {
     MarkSent { entry: OutboxEntry, platform_message_id: String, dispatched_at: Timestamp },
     /// A message failed for good.
     MarkFailed { entry: OutboxEntry, error: MessageError },
+    /// A contact's name was looked up: give it to the conversation if it still has none (one
+    /// write with its `conversation.updated` event; nobody waits for it).
+    NameContact { conversation_id: String, name: String },
     /// The token a channel stored last.
     LoadToken { platform: Platform, reply: RpcReplyPort<ReadResult<Option<StoredToken>>> },
     /// Keep a refreshed token; answer after it is durable.

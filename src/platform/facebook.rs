@@ -696,6 +696,9 @@ pub(super) fn classify_without_graph_error(response: &ApiResponse) -> SendOutcom
     }
 }
 
+/// The User Profile API: a contact's name from its PSID (`profile.rs`).
+pub mod profile;
+
 // --- tokens (used by both Meta channels) -------------------------------------------------------
 
 /// Builds `GET {api_base}/debug_token?input_token=…&access_token={app-id}|{app-secret}` (PLATFORMS.md 1.8).

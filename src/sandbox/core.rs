@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::faults::{FaultKind, FaultQueue};
+use super::faults::{FaultEndpoint, FaultKind, FaultQueue};
 use super::graph::{self, GraphError, MessengerSend, WhatsappSend};
 use super::ids::Ids;
 use super::journal::{self, Journal, RecordedRequest};
 use super::limiter::SlidingWindow;
 use super::linkedin;
+use super::profile;
 use super::receipts::ReceiptStats;
 use super::reply::{self, Reply};
 use super::tokens::{self, Issued, TokenKind, Tokens};
@@ -110,6 +111,8 @@ enum Route {
     GraphDebugToken,
     /// `GET /{v}/{id}`: the Page, the phone number, or a media id.
     GraphObject { id: String },
+    /// `GET /{v}/{psid}?fields=first_name,…`: Messenger's user profile.
+    GraphProfile { psid: String },
     /// `GET /whatsapp_business/attachments/?mid=`: where media URLs point.
     MediaDownload,
     /// `POST /pa/send_message`.
@@ -214,16 +217,27 @@ impl Sandbox {
                 &format!("the sandbox has no route {} {path}", request.method),
             ));
         };
+        let route = self.profile_route(route, request);
         let (platform, is_send) = self.platform_of(&route);
         self.record(platform, request, now);
 
         let mut outcome = Outcome { platform: Some(platform), ..Outcome::reply(Reply::raw_json(200, "{}".into())) };
-        if is_send && let Some(fault) = self.faults.take(platform) {
+        let endpoint = match route {
+            Route::GraphProfile { .. } => Some(FaultEndpoint::Profile),
+            _ => is_send.then_some(FaultEndpoint::Send),
+        };
+        if let Some(endpoint) = endpoint
+            && let Some(fault) = self.faults.take(platform, endpoint)
+        {
             outcome.fault = Some(fault.kind);
             match fault.kind {
                 FaultKind::Slow => outcome.delivery = Delivery::AnswerAfter(fault.delay),
                 FaultKind::Drop => {
                     outcome.delivery = Delivery::Drop;
+                    return outcome;
+                }
+                kind if endpoint == FaultEndpoint::Profile => {
+                    outcome.reply = profile::fault(kind).into_reply(&self.ids.fbtrace());
                     return outcome;
                 }
                 kind => {
@@ -237,6 +251,7 @@ impl Sandbox {
             Route::GraphExchange => (self.graph_exchange(request, now), None),
             Route::GraphDebugToken => (self.graph_debug_token(request, now), None),
             Route::GraphObject { id } => (self.graph_object(&id, request, now), None),
+            Route::GraphProfile { psid } => (self.graph_profile(&psid, request, now), None),
             Route::MediaDownload => (self.media_download(request, now), None),
             Route::ViberSend => self.viber_send(request, now),
             Route::ViberSetWebhook => self.viber_set_webhook(request),
@@ -258,12 +273,28 @@ impl Sandbox {
             }
             Route::GraphSend { object } => (Platform::Facebook, *object == self.config.facebook.page_id),
             Route::GraphObject { id } if *id == self.config.facebook.page_id => (Platform::Facebook, false),
+            Route::GraphProfile { .. } => (Platform::Facebook, false),
             Route::GraphExchange | Route::GraphDebugToken => (Platform::Facebook, false),
             Route::GraphObject { .. } | Route::MediaDownload => (Platform::Whatsapp, false),
             Route::ViberSend => (Platform::Viber, true),
             Route::ViberSetWebhook | Route::ViberAccountInfo => (Platform::Viber, false),
             Route::LinkedinComment { .. } => (Platform::Linkedin, true),
             Route::LinkedinRefresh | Route::LinkedinIntrospect => (Platform::Linkedin, false),
+        }
+    }
+
+    /// A `GET /{v}/{id}` that asks for User fields of an id that is neither the Page nor the
+    /// phone number is a profile lookup; anything else stays as it was routed.
+    fn profile_route(&self, route: Route, request: &Request) -> Route {
+        match route {
+            Route::GraphObject { id }
+                if id != self.config.facebook.page_id
+                    && id != self.config.whatsapp.phone_number_id
+                    && profile::asks_for_profile(query_param(&request.query, "fields").as_deref()) =>
+            {
+                Route::GraphProfile { psid: id }
+            }
+            route => route,
         }
     }
 
@@ -524,6 +555,19 @@ impl Sandbox {
         )
     }
 
+    /// `GET /{v}/{psid}?fields=…` with the Page token: a deterministic name (`profile.rs`). Not
+    /// counted against the send rate: the daemon's own pacer counts lookups with its sends.
+    fn graph_profile(&mut self, psid: &str, request: &Request, now: Now) -> Reply {
+        if let Err(reply) = self.graph_auth(Platform::Facebook, request, now) {
+            return reply;
+        }
+        let fields = query_param(&request.query, "fields").unwrap_or_default();
+        match profile::lookup(psid, &fields) {
+            Ok(answer) => Reply::json(200, &answer),
+            Err(error) => self.graph_error(error),
+        }
+    }
+
     /// `GET /whatsapp_business/attachments/?mid=`: the media bytes, with the WhatsApp token.
     fn media_download(&mut self, request: &Request, now: Now) -> Reply {
         if let Err(reply) = self.graph_auth(Platform::Whatsapp, request, now) {
@@ -779,7 +823,7 @@ impl Sandbox {
                 return reply::control_error(
                     400,
                     &format!(
-                        "fault body: {e} (expected {{\"platform\": \"facebook|whatsapp|viber|linkedin\", \"kind\": \"rate_limit|server_error|slow|drop|expired_token|permanent\", \"count\": N, \"delay_ms\": M}})"
+                        "fault body: {e} (expected {{\"platform\": \"facebook|whatsapp|viber|linkedin\", \"kind\": \"rate_limit|server_error|slow|drop|expired_token|permanent\", \"count\": N, \"delay_ms\": M, \"endpoint\": \"send|profile\"}})"
                     ),
                 );
             }

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod journal;
 pub mod limiter;
 pub mod linkedin;
+pub mod profile;
 pub mod receipts;
 pub mod receiver;
 pub mod reply;

@@ -9,6 +9,7 @@ mod feed;
 mod health;
 pub mod keys;
 mod keyspace;
+mod names;
 mod outbox;
 mod receivers;
 mod unreadable;
@@ -21,6 +22,7 @@ use writer::Writer;
 pub use crate::model::OutboundDraft;
 pub use feed::{ChannelStatusChange, EventPage};
 pub use health::{WriteFailure, WriteProblem, probe_write};
+pub use names::{UnnamedContact, names_by_lookup};
 pub use outbox::{ConversationTarget, OutboxEntry, StatusChange, StoredToken};
 pub use receivers::{
     DeliveryError, FAILED_SHOWN, FailedRecord, LoadedReceiver, PendingRecord, ReceiverSave, ReceiverState,

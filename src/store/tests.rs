@@ -650,4 +650,5 @@ mod outbound {
 mod contacts;
 mod edits;
 mod feed_events;
+mod names;
 mod unreadable_records;

@@ -425,3 +425,58 @@ fn control_api_lists_requests_and_resets() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["platforms"]["facebook"]["rate_limit"], "3/s");
 }
+
+fn profile_lookup(psid: &str, token: Option<&str>) -> Request {
+    let mut request = get(&format!("/v23.0/{psid}"), "fields=first_name%2Clast_name");
+    if let Some(token) = token {
+        request.headers.insert("authorization".into(), format!("Bearer {token}"));
+    }
+    request
+}
+
+#[test]
+fn a_profile_lookup_with_the_page_token_answers_the_psids_name_and_is_journaled_as_facebook() {
+    let mut sandbox = sandbox();
+    let psid = "7212345678901234";
+    let outcome = sandbox.handle(&profile_lookup(psid, Some("page-token")), now(0));
+    assert_eq!(outcome.platform, Some(Platform::Facebook));
+    let (first, last) = super::profile::profile_name(psid);
+    assert_eq!(outcome.reply.json_body(), json!({ "first_name": first, "last_name": last, "id": psid }));
+    // The token may also come in the query, as Meta documents the call.
+    let in_query = get(&format!("/v23.0/{psid}"), "fields=first_name&access_token=page-token");
+    assert_eq!(sandbox.handle(&in_query, now(1)).reply.json_body()["first_name"], first);
+
+    let missing = sandbox.handle(&profile_lookup(psid, None), now(2)).reply;
+    assert_eq!(missing.json_body()["error"]["code"], 104);
+    let wrong = sandbox.handle(&profile_lookup(psid, Some("wa-token")), now(3)).reply;
+    assert_eq!((wrong.status, wrong.json_body()["error"]["code"].as_u64()), (401, Some(190)));
+    let unknown = sandbox.handle(&profile_lookup("nobody", Some("page-token")), now(4)).reply;
+    assert_eq!(unknown.json_body()["error"]["error_subcode"], 33);
+
+    let journal = sandbox.handle(&get("/_sandbox/requests", "platform=facebook"), now(5)).reply.json_body();
+    assert_eq!(journal["requests"].as_array().unwrap().len(), 5);
+    // WhatsApp media reads (no `fields`) are still WhatsApp's.
+    assert_eq!(sandbox.handle(&get("/v23.0/1234567", ""), now(6)).platform, Some(Platform::Whatsapp));
+}
+
+#[test]
+fn profile_faults_hit_lookups_only_and_send_faults_leave_lookups_alone() {
+    let mut sandbox = sandbox();
+    let fault = |endpoint: &str, kind: &str| {
+        post("/_sandbox/faults", &[], json!({"platform":"facebook","kind":kind,"endpoint":endpoint}))
+    };
+    assert_eq!(sandbox.handle(&fault("send", "server_error"), now(0)).reply.status, 200);
+    let psid = "7212345678901234";
+    assert_eq!(sandbox.handle(&profile_lookup(psid, Some("page-token")), now(1)).reply.status, 200);
+    assert_eq!(sandbox.handle(&messenger_text("page-token"), now(2)).reply.status, 500);
+
+    assert_eq!(sandbox.handle(&fault("profile", "permanent"), now(3)).reply.status, 200);
+    assert_eq!(sandbox.handle(&messenger_text("page-token"), now(1003)).reply.status, 200);
+    let refused = sandbox.handle(&profile_lookup(psid, Some("page-token")), now(1004)).reply;
+    assert_eq!(refused.json_body()["error"]["error_subcode"], 2_018_218);
+    sandbox.handle(&fault("profile", "drop"), now(1005));
+    assert_eq!(sandbox.handle(&profile_lookup(psid, Some("page-token")), now(1006)).delivery, Delivery::Drop);
+    assert_eq!(sandbox.handle(&profile_lookup(psid, Some("page-token")), now(1007)).reply.status, 200);
+    let elsewhere = post("/_sandbox/faults", &[], json!({"platform":"viber","kind":"drop","endpoint":"profile"}));
+    assert_eq!(sandbox.handle(&elsewhere, now(1008)).reply.status, 400);
+}
