@@ -10,7 +10,6 @@
 //! retries with back-off until a deadline, and the token (checked, refreshed, persisted). The queue
 //! is rebuilt from the store's outbox at start, so nothing queued is lost across a restart.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -18,12 +17,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 
 use super::actions::{ActionQueue, Next};
+use super::scheduler::{AfterAttempt, Limits, Moment, SendScheduler};
 use super::{ChannelMsg, ChannelStatus, ConversationMsg, EnqueueRefusal, PersistError, TokenCheck, conversation_actor};
 use crate::config::OutboundConfig;
 use crate::model::{MessageError, OutboundAction, Platform, Timestamp};
 use crate::outbound;
 use crate::platform::{self, ActionOutcome, ParseContext, SendAccount, SendContext, SendOutcome};
-use crate::ratelimit::{KeyedBuckets, Pacer, TokenBucket, backoff};
+use crate::ratelimit::backoff;
 use crate::secret::Secret;
 use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
 
@@ -32,13 +32,11 @@ pub mod names;
 /// How often the outbox in the store is merged into the queue.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
 /// How soon a broken token is checked again.
-const BROKEN_TOKEN_RECHECK: Duration = Duration::from_secs(60);
+use super::scheduler::BROKEN_TOKEN_RECHECK;
 /// Warn when the token expires sooner than this.
 const TOKEN_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 /// LinkedIn access tokens are refreshed when they expire sooner than this.
 const REFRESH_BEFORE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How many finished message ids a channel remembers (see `ChannelState::finished`).
-const FINISHED_MEMORY: usize = 10_000;
 /// How long a reply's durable write may take before the API is answered 503.
 const STORE_WRITE_WAIT: Duration = Duration::from_secs(15);
 
@@ -91,17 +89,6 @@ pub struct ChannelArgs {
     pub send: SendSettings,
 }
 
-/// One queued message and how its attempts went.
-#[derive(Debug, Clone)]
-struct Pending {
-    entry: OutboxEntry,
-    attempts: u32,
-    not_before: Instant,
-    /// A rejected token gets one refresh and one retry per message.
-    token_retry_used: bool,
-    last_error: Option<MessageError>,
-}
-
 /// Mutable state of a channel actor.
 pub struct ChannelState {
     args: ChannelArgs,
@@ -117,25 +104,12 @@ pub struct ChannelState {
     refreshing: bool,
     /// False while the store cannot be written: sending waits, so that every `sent` is recorded.
     store_writable: bool,
-    limiter: Pacer,
-    recipients: Option<KeyedBuckets<String>>,
-    queues: HashMap<String, VecDeque<Pending>>,
-    /// Conversations with queued messages, in round-robin order.
-    order: VecDeque<String>,
-    known: HashSet<String>,
-    /// Messages this actor finished (sent or failed) lately: a late `Queued` for one of them (the
-    /// outbox reload can beat the API's notice) must not send it again. Bounded to the newest
-    /// `FINISHED_MEMORY` ids.
-    finished: HashSet<String>,
-    finished_order: VecDeque<String>,
-    in_flight: HashSet<String>,
+    /// Queues, round robin, pacing and retry decisions (`scheduler.rs`, pure).
+    scheduler: SendScheduler,
     wake_at: Option<Instant>,
     wake: Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<ChannelMsg>>>>,
     /// The timer of periodic token checks (restarted when the interval is reconfigured).
     token_checks: Option<tokio::task::JoinHandle<()>>,
-    sent: u64,
-    failed: u64,
-    retried: u64,
     /// Engagement actions waiting to go (`actions.rs`), each with the caller's reply port.
     actions: ActionQueue<ActionReply>,
     /// Replies being stored now: counted against `outbound.max_queued` with the queued ones.
@@ -149,38 +123,7 @@ type ActionReply = ractor::RpcReplyPort<Result<(), MessageError>>;
 
 impl ChannelState {
     fn queued(&self) -> usize {
-        self.known.len()
-    }
-
-    fn add(&mut self, entry: OutboxEntry) {
-        if self.finished.contains(&entry.message.id) || !self.known.insert(entry.message.id.clone()) {
-            return;
-        }
-        let conversation = entry.conversation_id.clone();
-        let queue = self.queues.entry(conversation.clone()).or_default();
-        if queue.is_empty() && !self.order.contains(&conversation) {
-            self.order.push_back(conversation);
-        }
-        queue.push_back(Pending {
-            entry,
-            attempts: 0,
-            not_before: Instant::now(),
-            token_retry_used: false,
-            last_error: None,
-        });
-    }
-
-    /// Forgets a message that left the queue, and remembers that it did.
-    fn finish(&mut self, message_id: &str) {
-        self.known.remove(message_id);
-        if self.finished.insert(message_id.to_owned()) {
-            self.finished_order.push_back(message_id.to_owned());
-            if self.finished_order.len() > FINISHED_MEMORY
-                && let Some(oldest) = self.finished_order.pop_front()
-            {
-                self.finished.remove(&oldest);
-            }
-        }
+        self.scheduler.queued()
     }
 
     /// Our account on the platform, without the credential (what validating a reply needs).
@@ -252,11 +195,23 @@ impl ChannelState {
                 .token_expires_at
                 .map(|at| (at.as_millis() - Timestamp::now().as_millis()) / 1000),
             queued: self.queued(),
-            in_flight: self.in_flight.len(),
-            sent: self.sent,
-            failed: self.failed,
-            retried: self.retried,
+            in_flight: self.scheduler.in_flight(),
+            sent: self.scheduler.sent,
+            failed: self.scheduler.failed,
+            retried: self.scheduler.retried,
         }
+    }
+}
+
+/// The scheduler's limits from the channel's send settings.
+fn limits_of(send: &SendSettings) -> Limits {
+    Limits {
+        rate: send.rate,
+        period: send.period,
+        per_recipient: send.per_recipient,
+        max_in_flight: send.outbound.max_in_flight,
+        initial_backoff: Duration::from_millis(send.outbound.initial_backoff_ms),
+        max_backoff: Duration::from_millis(send.outbound.max_backoff_ms),
     }
 }
 
@@ -292,41 +247,12 @@ impl ChannelActor {
             }
             return;
         }
-        let max_in_flight = state.args.send.outbound.max_in_flight;
-        let mut looked = 0;
-        let conversations = state.order.len();
-        while state.in_flight.len() < max_in_flight && looked < conversations {
-            looked += 1;
-            let Some(conversation) = state.order.pop_front() else { break };
-            let Some(head) = state.queues.get(&conversation).and_then(|q| q.front()) else {
-                state.queues.remove(&conversation);
-                continue;
-            };
-            if state.in_flight.contains(&conversation) {
-                state.order.push_back(conversation);
-                continue;
-            }
-            let recipient = head.entry.message.recipient.clone();
-            let mut ready = head.not_before;
-            if let Some(recipients) = &state.recipients {
-                ready = ready.max(recipients.ready_at(&recipient, now));
-            }
-            if ready > now {
-                earliest = Some(earliest.map_or(ready, |e| e.min(ready)));
-                state.order.push_back(conversation);
-                continue;
-            }
-            if let Err(when) = state.limiter.try_take(now) {
-                earliest = Some(earliest.map_or(when, |e| e.min(when)));
-                state.order.push_front(conversation);
-                break;
-            }
-            if let Some(recipients) = &mut state.recipients {
-                let _ = recipients.try_take(&recipient, now);
-            }
-            let entry = head.entry.clone();
-            state.in_flight.insert(conversation.clone());
-            state.order.push_back(conversation);
+        let (sends, wake) = state.scheduler.next_sends(now);
+        earliest = match (earliest, wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        for entry in sends {
             Self::attempt(myself, state, entry);
         }
         if let Some(when) = names::start(myself, state, now) {
@@ -350,7 +276,7 @@ impl ChannelActor {
             Next::WaitUntil(at) => return Some(at),
             Next::Send { id, action, step } => (id, action.clone(), step),
         };
-        if let Err(when) = state.limiter.try_take(now) {
+        if let Err(when) = state.scheduler.pacer().try_take(now) {
             return Some(when);
         }
         state.actions.started(id);
@@ -526,96 +452,51 @@ impl ChannelActor {
         dispatched_at: Timestamp,
         outcome: SendOutcome,
     ) {
-        state.in_flight.remove(&conversation_id);
         let platform = state.args.platform;
-        let Some(queue) = state.queues.get_mut(&conversation_id) else { return };
-        let Some(head) = queue.front_mut().filter(|p| p.entry.message.id == message_id) else { return };
+        let after = state.scheduler.attempted(
+            &conversation_id,
+            &message_id,
+            dispatched_at,
+            outcome,
+            Moment { now: Instant::now(), at: Timestamp::now(), jitter: rand::random::<f64>() },
+        );
         let store = conversation_actor();
-        // Ids leaving the queue; recorded once the borrow of the queue ends.
-        let mut finished = Vec::new();
-        match outcome {
-            SendOutcome::Sent { platform_message_id } => {
-                tracing::info!(message = "Message sent.", %platform, %message_id, attempts = head.attempts + 1);
-                let entry = head.entry.clone();
-                queue.pop_front();
-                finished.push(message_id.clone());
-                state.sent += 1;
+        match after {
+            AfterAttempt::Stale => return,
+            AfterAttempt::Sent { entry, platform_message_id, dispatched_at, attempts } => {
+                tracing::info!(message = "Message sent.", %platform, %message_id, attempts);
                 if let Some(store) = store {
                     let _ = store.cast(ConversationMsg::MarkSent { entry, platform_message_id, dispatched_at });
                 }
             }
-            SendOutcome::Failed(error) => {
+            AfterAttempt::Failed { entry, error } => {
                 tracing::warn!(message = "Message failed.", %platform, %message_id, code = %error.code, reason = %error.message);
-                let entry = head.entry.clone();
-                queue.pop_front();
-                finished.push(message_id.clone());
-                state.failed += 1;
                 if let Some(store) = store {
                     let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
                 }
             }
-            SendOutcome::Retry { after, error, recipient_only } => {
-                head.attempts += 1;
-                state.retried += 1;
-                let out = &state.args.send.outbound;
-                let delay = after.unwrap_or_else(|| {
-                    backoff(
-                        Duration::from_millis(out.initial_backoff_ms),
-                        Duration::from_millis(out.max_backoff_ms),
-                        head.attempts,
-                        rand::random::<f64>(),
-                    )
-                });
-                // Saturating: a platform's `Retry-After` may be any u64 of seconds.
-                let retry_at =
-                    Timestamp::now().saturating_add_millis(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                if retry_at > head.entry.deadline_at {
-                    tracing::warn!(message = "Message failed: retry deadline passed.", %platform, %message_id, code = %error.code, attempts = head.attempts);
-                    let entry = head.entry.clone();
-                    queue.pop_front();
-                    finished.push(message_id.clone());
-                    state.failed += 1;
-                    if let Some(store) = store {
-                        let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
-                    }
-                } else {
-                    tracing::info!(message = "Send failed for now; retrying.", %platform, %message_id, code = %error.code, delay_ms = delay.as_millis() as u64);
-                    let until = Instant::now() + delay;
-                    head.not_before = until;
-                    let recipient = head.entry.message.recipient.clone();
-                    head.last_error = Some(error);
-                    match (&mut state.recipients, recipient_only) {
-                        (Some(recipients), true) => recipients.pause_until(&recipient, until),
-                        (_, false) if after.is_some() => state.limiter.pause_until(until),
-                        _ => {}
-                    }
+            AfterAttempt::DeadlinePassed { entry, error, attempts } => {
+                tracing::warn!(message = "Message failed: retry deadline passed.", %platform, %message_id, code = %error.code, attempts);
+                if let Some(store) = store {
+                    let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
                 }
             }
-            SendOutcome::TokenRejected(error) => {
-                if head.token_retry_used {
-                    let reason = format!(
-                        "the platform rejected the token again after a refresh ({}: {})",
-                        error.code, error.message
-                    );
-                    tracing::error!(message = "Channel not ready: token rejected.", %platform, reason = %reason);
-                    head.last_error = Some(error);
-                    head.not_before = Instant::now() + BROKEN_TOKEN_RECHECK;
-                    state.broken = Some(reason);
-                    state.report_status();
-                    myself.send_after(BROKEN_TOKEN_RECHECK, || ChannelMsg::CheckToken { after_rejection: true });
-                } else {
-                    tracing::warn!(message = "Token rejected; refreshing once.", %platform, code = %error.code);
-                    head.token_retry_used = true;
-                    head.last_error = Some(error);
-                    if !state.refreshing {
-                        state.refreshing = true;
-                        let _ = myself.cast(ChannelMsg::CheckToken { after_rejection: true });
-                    }
+            AfterAttempt::Retrying { delay, error } => {
+                tracing::info!(message = "Send failed for now; retrying.", %platform, %message_id, code = %error.code, delay_ms = delay.as_millis() as u64);
+            }
+            AfterAttempt::TokenBroken { reason } => {
+                tracing::error!(message = "Channel not ready: token rejected.", %platform, reason = %reason);
+                state.broken = Some(reason);
+                state.report_status();
+                myself.send_after(BROKEN_TOKEN_RECHECK, || ChannelMsg::CheckToken { after_rejection: true });
+            }
+            AfterAttempt::RefreshToken { error } => {
+                tracing::warn!(message = "Token rejected; refreshing once.", %platform, code = %error.code);
+                if !state.refreshing {
+                    state.refreshing = true;
+                    let _ = myself.cast(ChannelMsg::CheckToken { after_rejection: true });
                 }
             }
-        }
-        for id in finished {
-            state.finish(&id);
         }
         Self::pump(myself, state);
     }
@@ -637,19 +518,7 @@ impl ChannelActor {
         let old = std::mem::replace(&mut state.args.send, send);
         let new = &state.args.send;
         let now = Instant::now();
-        if (old.rate, old.period) != (new.rate, new.period) {
-            state.limiter.retune(new.rate, new.period, now);
-        }
-        if old.per_recipient != new.per_recipient {
-            state.recipients = match (state.recipients.take(), new.per_recipient) {
-                (Some(mut buckets), Some((interval, burst))) => {
-                    buckets.retune(TokenBucket::new(1, interval, burst));
-                    Some(buckets)
-                }
-                (None, Some((interval, burst))) => Some(KeyedBuckets::new(TokenBucket::new(1, interval, burst))),
-                (_, None) => None,
-            };
-        }
+        state.scheduler.retune(limits_of(new), now);
         if old.outbound.request_timeout_secs != new.outbound.request_timeout_secs {
             state.client = outbound::client(Duration::from_secs(new.outbound.request_timeout_secs));
         }
@@ -675,30 +544,11 @@ impl ChannelActor {
 
     /// Fails queued messages whose deadline passed while the channel could not send.
     fn expire(state: &mut ChannelState) {
-        let now = Timestamp::now();
         let store = conversation_actor();
-        let mut finished = Vec::new();
-        for queue in state.queues.values_mut() {
-            while let Some(head) = queue
-                .front()
-                .filter(|p| p.entry.deadline_at < now && !state.in_flight.contains(&p.entry.conversation_id))
-            {
-                let error = head.last_error.clone().unwrap_or_else(|| MessageError {
-                    code: "deadline".into(),
-                    message: "not sent before the retry deadline".into(),
-                    permanent: false,
-                });
-                let entry = head.entry.clone();
-                finished.push(entry.message.id.clone());
-                state.failed += 1;
-                queue.pop_front();
-                if let Some(store) = &store {
-                    let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
-                }
+        for (entry, error) in state.scheduler.expire(Timestamp::now()) {
+            if let Some(store) = &store {
+                let _ = store.cast(ConversationMsg::MarkFailed { entry, error });
             }
-        }
-        for id in finished {
-            state.finish(&id);
         }
     }
 
@@ -708,8 +558,9 @@ impl ChannelActor {
         match ractor::call_t!(store, |reply| ConversationMsg::LoadOutbox { platform, reply }, 10_000) {
             Ok(Ok(entries)) => {
                 let before = state.queued();
+                let now = Instant::now();
                 for entry in entries {
-                    state.add(entry);
+                    state.scheduler.add(entry, now);
                 }
                 if state.queued() > before {
                     tracing::info!(message = "Outbox loaded.", %platform, added = state.queued() - before);
@@ -941,9 +792,6 @@ impl Actor for ChannelActor {
         args: ChannelArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let send = &args.send;
-        let limiter = Pacer::new(send.rate, send.period);
-        let recipients =
-            send.per_recipient.map(|(interval, burst)| KeyedBuckets::new(TokenBucket::new(1, interval, burst)));
         let client = outbound::client(Duration::from_secs(send.outbound.request_timeout_secs));
         Ok(ChannelState {
             token: send.token.clone(),
@@ -953,20 +801,10 @@ impl Actor for ChannelActor {
             reported: None,
             refreshing: false,
             store_writable: true,
-            limiter,
-            recipients,
-            queues: HashMap::new(),
-            order: VecDeque::new(),
-            known: HashSet::new(),
-            finished: HashSet::new(),
-            finished_order: VecDeque::new(),
-            in_flight: HashSet::new(),
+            scheduler: SendScheduler::new(limits_of(send)),
             wake_at: None,
             wake: None,
             token_checks: None,
-            sent: 0,
-            failed: 0,
-            retried: 0,
             actions: ActionQueue::default(),
             storing: 0,
             names: names::NameLookups::for_platform(args.platform),
@@ -1045,12 +883,12 @@ impl Actor for ChannelActor {
                 state.storing = state.storing.saturating_sub(1);
                 if let Some(entry) = entry {
                     tracing::info!(message = "Reply queued.", platform = %state.args.platform, message_id = %entry.message.id);
-                    state.add(*entry);
+                    state.scheduler.add(*entry, Instant::now());
                     Self::pump(&myself, state);
                 }
             }
             ChannelMsg::Queued(entry) => {
-                state.add(*entry);
+                state.scheduler.add(*entry, Instant::now());
                 Self::pump(&myself, state);
             }
             ChannelMsg::Pump => {
@@ -1065,9 +903,7 @@ impl Actor for ChannelActor {
                 if state.broken.is_some() {
                     Self::expire(state);
                 }
-                if let Some(recipients) = &mut state.recipients {
-                    recipients.forget_idle(Instant::now());
-                }
+                state.scheduler.forget_idle_recipients(Instant::now());
                 Self::pump(&myself, state);
             }
             ChannelMsg::CheckToken { after_rejection } => {

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod conversation;
 pub mod events;
 pub mod receiver;
+pub mod scheduler;
 pub mod supervisor;
 
 use bytes::Bytes;

@@ -154,11 +154,11 @@ pub(super) fn start(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, now
             Ok(index) => index,
             Err(when) => break when,
         };
-        let ready = names.bucket.ready_at(now).max(state.limiter.ready_at(now));
+        let ready = names.bucket.ready_at(now).max(state.scheduler.pacer().ready_at(now));
         if ready > now {
             break Some(ready);
         }
-        if let Err(when) = state.limiter.try_take(now) {
+        if let Err(when) = state.scheduler.pacer().try_take(now) {
             break Some(when);
         }
         let _ = names.bucket.try_take(now);
