@@ -13,7 +13,7 @@ use std::time::Duration;
 use ractor::Actor;
 use tokio::sync::mpsc;
 
-use crate::actor::channel::{ChannelArgs, SendSettings, TokenSource};
+use crate::actor::channel::ChannelArgs;
 use crate::actor::conversation::{ConversationArgs, FEED_HUB_EVENTS, StoreLocation};
 use crate::actor::receiver::ReceiverArgs;
 use crate::actor::supervisor::{Supervisor, SupervisorArgs};
@@ -80,7 +80,8 @@ async fn run(config_path: &Path, loaded: LoadedConfig, log: LogControl) -> u8 {
         }
     };
     let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
-    let channels = config.enabled_platforms().into_iter().map(|platform| channel_args(&config, platform)).collect();
+    let channels =
+        config.enabled_platforms().into_iter().map(|platform| ChannelArgs::from_config(&config, platform)).collect();
     let feed = FeedHub::new(FEED_HUB_EVENTS);
     let mut conversation = ConversationArgs::new(store, location);
     conversation.feed = feed.clone();
@@ -269,86 +270,6 @@ async fn next_delivery(signal: &mut Option<tokio::signal::unix::Signal>) {
         return;
     }
     std::future::pending::<()>().await
-}
-
-/// Everything a platform's channel actor needs from the configuration.
-pub fn channel_args(config: &Config, platform: Platform) -> ChannelArgs {
-    let (api_base, token, rate, period, per_recipient, token_source) = match platform {
-        Platform::Facebook => {
-            let fb = &config.facebook;
-            (
-                fb.api_base.clone(),
-                fb.page_access_token.clone(),
-                fb.rate_per_second,
-                Duration::from_secs(1),
-                None,
-                TokenSource::Meta {
-                    app_id: fb.app_id.clone(),
-                    app_secret: fb.app_secret.clone(),
-                    user_access_token: fb.user_access_token.clone(),
-                    page_id: Some(fb.page_id.clone()),
-                },
-            )
-        }
-        Platform::Whatsapp => {
-            let wa = &config.whatsapp;
-            (
-                wa.api_base.clone(),
-                wa.access_token.clone(),
-                wa.rate_per_second,
-                Duration::from_secs(1),
-                Some((Duration::from_secs(wa.per_recipient_interval_secs), wa.per_recipient_burst)),
-                TokenSource::Meta {
-                    app_id: config.facebook.app_id.clone(),
-                    app_secret: wa.app_secret.clone(),
-                    user_access_token: crate::secret::Secret::default(),
-                    page_id: None,
-                },
-            )
-        }
-        Platform::Viber => {
-            let vb = &config.viber;
-            (
-                vb.api_base.clone(),
-                vb.bot_token.clone(),
-                vb.rate_per_minute,
-                Duration::from_secs(60),
-                None,
-                TokenSource::Viber,
-            )
-        }
-        Platform::Linkedin => {
-            let li = &config.linkedin;
-            (
-                li.api_base.clone(),
-                li.access_token.clone(),
-                li.rate_per_minute,
-                Duration::from_secs(60),
-                None,
-                TokenSource::Linkedin {
-                    oauth_base: li.oauth_base.clone(),
-                    client_id: li.client_id.clone(),
-                    client_secret: li.client_secret.clone(),
-                    refresh_token: li.refresh_token.clone(),
-                },
-            )
-        }
-    };
-    ChannelArgs {
-        platform,
-        account_id: config.account_id(platform),
-        send: SendSettings {
-            api_base,
-            token,
-            sender_name: config.viber.bot_name.clone(),
-            api_version: config.linkedin.api_version.clone(),
-            rate,
-            period,
-            per_recipient,
-            outbound: config.outbound.clone(),
-            token_source,
-        },
-    }
 }
 
 /// One delivery worker's arguments per `[[webhooks]]` receiver (validated by `config::load`).

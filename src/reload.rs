@@ -84,8 +84,11 @@ impl Reloader {
         let config = Arc::new(config);
         self.http.replace_config(config.clone());
         if applied.iter().any(|k| !NOT_FOR_CHANNELS.contains(&k.as_str())) {
-            let channels =
-                config.enabled_platforms().into_iter().map(|p| crate::app::channel_args(&config, p)).collect();
+            let channels = config
+                .enabled_platforms()
+                .into_iter()
+                .map(|p| crate::actor::channel::ChannelArgs::from_config(&config, p))
+                .collect();
             if let Err(e) = self.supervisor.cast(SupervisorMsg::Reconfigure { channels }) {
                 tracing::error!(message = "The channels could not be given their new settings.", error = %e);
             }

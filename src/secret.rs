@@ -51,6 +51,24 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Writes a secret's value for the store (`#[serde(serialize_with = ...)]`). `Secret` has no
+/// `Serialize` of its own, so that no secret reaches JSON by accident (an API answer, an event);
+/// a record that keeps one names this function at the field.
+pub fn serialize_for_storage<S: serde::Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose())
+}
+
+/// As [`serialize_for_storage`], for an optional secret.
+pub fn serialize_optional_for_storage<S: serde::Serializer>(
+    secret: &Option<Secret>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose()),
+        None => serializer.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

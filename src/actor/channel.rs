@@ -14,18 +14,19 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use sha2::{Digest, Sha256};
 
 use super::actions::{ActionQueue, Next};
 use super::scheduler::{AfterAttempt, Limits, Moment, SendScheduler};
+use super::tokens;
+pub use super::tokens::TokenSource;
 use super::{ChannelMsg, ChannelStatus, ConversationMsg, EnqueueRefusal, PersistError, TokenCheck, conversation_actor};
-use crate::config::OutboundConfig;
+use crate::config::{Config, OutboundConfig};
 use crate::model::{MessageError, OutboundAction, Platform, Timestamp};
 use crate::outbound;
 use crate::platform::{self, ActionOutcome, ParseContext, SendAccount, SendContext, SendOutcome};
 use crate::ratelimit::backoff;
 use crate::secret::Secret;
-use crate::store::{ChannelStatusChange, OutboxEntry, StoredToken};
+use crate::store::{ChannelStatusChange, OutboxEntry};
 
 pub mod names;
 
@@ -35,25 +36,11 @@ const RELOAD_EVERY: Duration = Duration::from_secs(10);
 use super::scheduler::BROKEN_TOKEN_RECHECK;
 /// Warn when the token expires sooner than this.
 const TOKEN_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
-/// LinkedIn access tokens are refreshed when they expire sooner than this.
-const REFRESH_BEFORE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a reply's durable write may take before the API is answered 503.
 const STORE_WRITE_WAIT: Duration = Duration::from_secs(15);
 
 /// The actor behaviour; one instance per enabled platform.
 pub struct ChannelActor;
-
-/// How a channel gets and checks its credential.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TokenSource {
-    /// Graph API: `debug_token` with the app token; an optional short-lived user token is exchanged
-    /// for a long-lived one and used to fetch a never-expiring Page token.
-    Meta { app_id: String, app_secret: Secret, user_access_token: Secret, page_id: Option<String> },
-    /// Viber: the bot token never expires; `get_account_info` tells whether it works.
-    Viber,
-    /// LinkedIn: `introspectToken`, and `accessToken` with the refresh token.
-    Linkedin { oauth_base: String, client_id: String, client_secret: Secret, refresh_token: Secret },
-}
 
 /// What a channel needs to send.
 #[derive(Clone, Debug)]
@@ -87,6 +74,88 @@ pub struct ChannelArgs {
     /// Our account on the platform, for bodies that do not name it and for sends.
     pub account_id: String,
     pub send: SendSettings,
+}
+
+impl ChannelArgs {
+    /// Everything a platform's channel actor needs from the configuration.
+    pub fn from_config(config: &Config, platform: Platform) -> ChannelArgs {
+        let (api_base, token, rate, period, per_recipient, token_source) = match platform {
+            Platform::Facebook => {
+                let fb = &config.facebook;
+                (
+                    fb.api_base.clone(),
+                    fb.page_access_token.clone(),
+                    fb.rate_per_second,
+                    Duration::from_secs(1),
+                    None,
+                    TokenSource::Meta {
+                        app_id: fb.app_id.clone(),
+                        app_secret: fb.app_secret.clone(),
+                        user_access_token: fb.user_access_token.clone(),
+                        page_id: Some(fb.page_id.clone()),
+                    },
+                )
+            }
+            Platform::Whatsapp => {
+                let wa = &config.whatsapp;
+                (
+                    wa.api_base.clone(),
+                    wa.access_token.clone(),
+                    wa.rate_per_second,
+                    Duration::from_secs(1),
+                    Some((Duration::from_secs(wa.per_recipient_interval_secs), wa.per_recipient_burst)),
+                    TokenSource::Meta {
+                        app_id: config.facebook.app_id.clone(),
+                        app_secret: wa.app_secret.clone(),
+                        user_access_token: crate::secret::Secret::default(),
+                        page_id: None,
+                    },
+                )
+            }
+            Platform::Viber => {
+                let vb = &config.viber;
+                (
+                    vb.api_base.clone(),
+                    vb.bot_token.clone(),
+                    vb.rate_per_minute,
+                    Duration::from_secs(60),
+                    None,
+                    TokenSource::Viber,
+                )
+            }
+            Platform::Linkedin => {
+                let li = &config.linkedin;
+                (
+                    li.api_base.clone(),
+                    li.access_token.clone(),
+                    li.rate_per_minute,
+                    Duration::from_secs(60),
+                    None,
+                    TokenSource::Linkedin {
+                        oauth_base: li.oauth_base.clone(),
+                        client_id: li.client_id.clone(),
+                        client_secret: li.client_secret.clone(),
+                        refresh_token: li.refresh_token.clone(),
+                    },
+                )
+            }
+        };
+        ChannelArgs {
+            platform,
+            account_id: config.account_id(platform),
+            send: SendSettings {
+                api_base,
+                token,
+                sender_name: config.viber.bot_name.clone(),
+                api_version: config.linkedin.api_version.clone(),
+                rate,
+                period,
+                per_recipient,
+                outbound: config.outbound.clone(),
+                token_source,
+            },
+        }
+    }
 }
 
 /// Mutable state of a channel actor.
@@ -218,11 +287,6 @@ fn limits_of(send: &SendSettings) -> Limits {
 /// Why an action cannot go: the channel is not ready.
 fn not_ready(reason: &str) -> MessageError {
     MessageError { code: "channel_not_ready".into(), message: reason.to_owned(), permanent: false }
-}
-
-/// A fingerprint of the configured token: a stored token derived from another one is stale.
-fn fingerprint(secret: &Secret) -> String {
-    platform::encode_hex(&Sha256::digest(secret.expose().as_bytes())[..8])
 }
 
 impl ChannelActor {
@@ -579,7 +643,7 @@ impl ChannelActor {
         let expires_at = state.token_expires_at;
         let me = myself.clone();
         tokio::spawn(async move {
-            let result = token_check(&client, &settings, &token, expires_at, after_rejection).await;
+            let result = tokens::check(&client, &settings, &token, expires_at, after_rejection).await;
             let _ = me.cast(ChannelMsg::TokenChecked(result));
         });
     }
@@ -590,7 +654,7 @@ impl ChannelActor {
         match result {
             TokenCheck::Valid { expires_at, replacement } => {
                 if let Some(stored) = replacement {
-                    state.token = Secret::new(stored.access_token.clone());
+                    state.token = stored.access_token.clone();
                     if let Some(store) = conversation_actor() {
                         match ractor::call_t!(
                             store,
@@ -635,152 +699,6 @@ impl ChannelActor {
     }
 }
 
-/// Asks the platform about the token, refreshing it where the platform allows and it is due.
-async fn token_check(
-    client: &reqwest::Client,
-    settings: &SendSettings,
-    token: &Secret,
-    expires_at: Option<Timestamp>,
-    after_rejection: bool,
-) -> TokenCheck {
-    use crate::platform::{facebook, linkedin, viber};
-    let now = Timestamp::now();
-    let derived_from = fingerprint(&settings.token);
-    match &settings.token_source {
-        TokenSource::Meta { app_id, app_secret, user_access_token, page_id } => {
-            let mut replacement = None;
-            let mut current = token.clone();
-            if !user_access_token.is_empty() && (after_rejection || current.is_empty()) {
-                match exchange_meta_token(client, settings, app_id, app_secret, user_access_token, page_id.as_deref())
-                    .await
-                {
-                    Ok(page_token) => {
-                        current = page_token.clone();
-                        replacement = Some(StoredToken {
-                            access_token: page_token.expose().to_owned(),
-                            expires_at: None,
-                            refresh_token: None,
-                            refresh_expires_at: None,
-                            derived_from: derived_from.clone(),
-                            obtained_at: now,
-                        });
-                    }
-                    Err(check) => return check,
-                }
-            }
-            if app_id.is_empty() {
-                return match replacement {
-                    Some(r) => TokenCheck::Valid { expires_at: None, replacement: Some(r) },
-                    None => TokenCheck::NotChecked,
-                };
-            }
-            let request = facebook::build_debug_token_request(&settings.api_base, &current, app_id, app_secret);
-            match outbound::execute(client, &request).await {
-                Ok(response) => match facebook::parse_debug_token(&response) {
-                    Ok(status) if status.valid => TokenCheck::Valid { expires_at: status.expires_at, replacement },
-                    Ok(_) => TokenCheck::Invalid("debug_token says the access token is not valid".into()),
-                    Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
-                    // The call itself was refused: our app credentials (app id and secret) do not
-                    // fit, which says nothing about the access token.
-                    Err(e) => {
-                        tracing::warn!(message = "debug_token refused the app id and secret; token expiry unknown.", reason = %e);
-                        match replacement {
-                            Some(r) => TokenCheck::Valid { expires_at: None, replacement: Some(r) },
-                            None => TokenCheck::NotChecked,
-                        }
-                    }
-                },
-                Err(e) => TokenCheck::Unreachable(e.to_string()),
-            }
-        }
-        TokenSource::Viber => {
-            let request = viber::build_account_info_request(&settings.api_base, token);
-            match outbound::execute(client, &request).await {
-                Ok(response) => match viber::parse_account_info(&response) {
-                    Ok(_) => TokenCheck::Valid { expires_at: None, replacement: None },
-                    Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
-                    Err(e) => TokenCheck::Invalid(e.to_string()),
-                },
-                Err(e) => TokenCheck::Unreachable(e.to_string()),
-            }
-        }
-        TokenSource::Linkedin { oauth_base, client_id, client_secret, refresh_token } => {
-            if client_id.is_empty() {
-                return TokenCheck::NotChecked;
-            }
-            let soon = |at: Option<Timestamp>| {
-                at.is_some_and(|at| at.as_millis() - now.as_millis() < REFRESH_BEFORE.as_millis() as i64)
-            };
-            let mut status_expires = expires_at;
-            if !after_rejection {
-                let request = linkedin::build_introspect_request(oauth_base, client_id, client_secret, token);
-                match outbound::execute(client, &request).await {
-                    Ok(response) => match linkedin::parse_introspection(&response) {
-                        Ok(status) if status.valid && !soon(status.expires_at) => {
-                            return TokenCheck::Valid { expires_at: status.expires_at, replacement: None };
-                        }
-                        Ok(status) => status_expires = status.expires_at.or(status_expires),
-                        Err(e) if response.status >= 500 => return TokenCheck::Unreachable(e.to_string()),
-                        Err(e) => return TokenCheck::Invalid(e.to_string()),
-                    },
-                    Err(e) => return TokenCheck::Unreachable(e.to_string()),
-                }
-            }
-            if refresh_token.is_empty() {
-                return TokenCheck::Invalid(
-                    "the access token is expired, revoked or expiring, and no refresh token is configured".into(),
-                );
-            }
-            let _ = status_expires;
-            let request = linkedin::build_refresh_request(oauth_base, client_id, client_secret, refresh_token);
-            match outbound::execute(client, &request).await {
-                Ok(response) => match linkedin::parse_token_grant(&response) {
-                    Ok(grant) => {
-                        let expires_at = grant.expires_in.map(|s| {
-                            now.saturating_add_millis(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
-                        });
-                        let stored = StoredToken {
-                            access_token: grant.access_token.expose().to_owned(),
-                            expires_at,
-                            refresh_token: grant.refresh_token.map(|t| t.expose().to_owned()),
-                            refresh_expires_at: grant.refresh_token_expires_in.map(|s| {
-                                now.saturating_add_millis(i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000))
-                            }),
-                            derived_from,
-                            obtained_at: now,
-                        };
-                        TokenCheck::Valid { expires_at, replacement: Some(stored) }
-                    }
-                    Err(e) if response.status >= 500 => TokenCheck::Unreachable(e.to_string()),
-                    Err(e) => TokenCheck::Invalid(format!("refresh failed: {e}")),
-                },
-                Err(e) => TokenCheck::Unreachable(e.to_string()),
-            }
-        }
-    }
-}
-
-/// Meta: short-lived user token → long-lived user token → the Page's token (which then never
-/// expires). For WhatsApp (no page id) the long-lived token itself is used.
-async fn exchange_meta_token(
-    client: &reqwest::Client,
-    settings: &SendSettings,
-    app_id: &str,
-    app_secret: &Secret,
-    user_token: &Secret,
-    page_id: Option<&str>,
-) -> Result<Secret, TokenCheck> {
-    use crate::platform::facebook;
-    let request = facebook::build_token_exchange_request(&settings.api_base, app_id, app_secret, user_token);
-    let response = outbound::execute(client, &request).await.map_err(|e| TokenCheck::Unreachable(e.to_string()))?;
-    let grant = facebook::parse_token_grant(&response)
-        .map_err(|e| TokenCheck::Invalid(format!("token exchange failed: {e}")))?;
-    let Some(page_id) = page_id else { return Ok(grant.access_token) };
-    let request = facebook::build_page_token_request(&settings.api_base, page_id, &grant.access_token);
-    let response = outbound::execute(client, &request).await.map_err(|e| TokenCheck::Unreachable(e.to_string()))?;
-    facebook::parse_page_token(&response).map_err(|e| TokenCheck::Invalid(format!("page token request failed: {e}")))
-}
-
 impl Actor for ChannelActor {
     type Msg = ChannelMsg;
     type State = ChannelState;
@@ -819,9 +737,9 @@ impl Actor for ChannelActor {
             None => Ok(Ok(None)),
         };
         if let Ok(Ok(Some(stored))) = stored
-            && stored.derived_from == fingerprint(&state.args.send.token)
+            && stored.derived_from == tokens::fingerprint(&state.args.send.token)
         {
-            state.token = Secret::new(stored.access_token);
+            state.token = stored.access_token;
             state.token_expires_at = stored.expires_at;
             tracing::info!(message = "Using the token kept from an earlier refresh.", %platform);
         }

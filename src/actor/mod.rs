@@ -12,6 +12,7 @@ pub mod events;
 pub mod receiver;
 pub mod scheduler;
 pub mod supervisor;
+pub mod tokens;
 
 use bytes::Bytes;
 use ractor::{ActorRef, RpcReplyPort};

@@ -13,6 +13,7 @@ use crate::model::{
     Status, Timestamp,
 };
 use crate::platform::SendAccount;
+use crate::secret::Secret;
 
 /// The conversation a reply goes to; created if it does not exist yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +46,11 @@ struct PendingReceipt {
 /// A token a channel obtained (refresh, exchange), kept across restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredToken {
-    pub access_token: String,
+    #[serde(serialize_with = "crate::secret::serialize_for_storage")]
+    pub access_token: Secret,
     pub expires_at: Option<Timestamp>,
-    pub refresh_token: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_optional_for_storage")]
+    pub refresh_token: Option<Secret>,
     pub refresh_expires_at: Option<Timestamp>,
     /// A fingerprint of the configured token this one descends from: when the operator configures a
     /// different token, the stored one is stale and ignored.
@@ -409,4 +412,26 @@ fn update(writer: &mut Writer<'_>, id: &[u8], change: impl FnOnce(&mut Message) 
         writer.emit_message(EventType::MessageStatus, &message)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_token_keeps_its_secrets_for_the_store_only() {
+        let token = StoredToken {
+            access_token: Secret::new("EAALongLived60d"),
+            expires_at: None,
+            refresh_token: Some(Secret::new("AQUvlL_refresh")),
+            refresh_expires_at: None,
+            derived_from: "0011223344556677".into(),
+            obtained_at: Timestamp::from_millis(1_000),
+        };
+        let stored = serde_json::to_string(&token).unwrap();
+        assert!(stored.contains("EAALongLived60d") && stored.contains("AQUvlL_refresh"), "{stored}");
+        assert_eq!(serde_json::from_str::<StoredToken>(&stored).unwrap(), token);
+        let shown = format!("{token:?}");
+        assert!(!shown.contains("EAALongLived60d") && !shown.contains("AQUvlL_refresh"), "{shown}");
+    }
 }
