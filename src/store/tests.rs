@@ -265,7 +265,7 @@ fn a_schema_1_store_with_one_tree_per_table_is_migrated_on_open() {
 mod counters {
     use super::*;
     use crate::model::{MessageError, Receipt, ReceiptKind};
-    use crate::store::{ConversationTarget, OutboundDraft};
+    use crate::store::ConversationTarget;
 
     /// What the counters should say, counted the slow way.
     fn real_counts(store: &Store) -> StoreCounts {
@@ -279,18 +279,7 @@ mod counters {
         }
     }
 
-    fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft {
-            text: Some(text.into()),
-            attachments: vec![],
-            template: None,
-            reply_to: None,
-            human_agent: false,
-            link_preview: false,
-            location: None,
-            contacts: vec![],
-        }
-    }
+    use super::outbound::draft;
 
     fn delivered(mid: &str, contact: &str) -> InboundEvent {
         InboundEvent {
@@ -504,16 +493,7 @@ mod outbound {
     }
 
     pub(super) fn draft(text: &str) -> OutboundDraft {
-        OutboundDraft {
-            text: Some(text.into()),
-            attachments: vec![],
-            template: None,
-            reply_to: None,
-            human_agent: false,
-            link_preview: false,
-            location: None,
-            contacts: vec![],
-        }
+        OutboundDraft { text: Some(text.into()), ..OutboundDraft::default() }
     }
 
     fn status_event(wamid: &str, kind: ReceiptKind, error: Option<MessageError>) -> InboundEvent {
