@@ -41,17 +41,23 @@ pub enum EventType {
     /// A channel became ready or not ready, or its token nears expiry.
     #[serde(rename = "channel.status")]
     ChannelStatus,
+    /// Two conversations turned out to be one person's (WhatsApp: a number and a business-scoped
+    /// id): `{"from": id, "conversation": Conversation}`; `from` is gone, its messages are in
+    /// `conversation` (not in CONTRACT.md's list: Parley's own).
+    #[serde(rename = "conversation.merged")]
+    ConversationMerged,
 }
 
 impl EventType {
     /// Every type, in a fixed order.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::MessageReceived,
         EventType::MessageCreated,
         EventType::MessageStatus,
         EventType::MessageUpdated,
         EventType::ConversationUpdated,
         EventType::ChannelStatus,
+        EventType::ConversationMerged,
     ];
 
     /// The name in JSON, in `types=` filters and in config.
@@ -63,6 +69,7 @@ impl EventType {
             EventType::MessageUpdated => "message.updated",
             EventType::ConversationUpdated => "conversation.updated",
             EventType::ChannelStatus => "channel.status",
+            EventType::ConversationMerged => "conversation.merged",
         }
     }
 

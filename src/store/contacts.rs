@@ -15,13 +15,14 @@
 //! a number); else the id. An event with both ids records the alias (and the id, when the
 //! conversation is keyed by the other) in the same write as the event. Two conversations that
 //! already exist separately for one person (history under the number from before BSUIDs, and a
-//! conversation started without the number) are not merged: the one keyed by the BSUID is used
-//! from then on.
+//! conversation started without the number) are merged, in the same write, into the older one
+//! when an event carries both ids (`merge`).
 
+use super::OutboxEntry;
 use super::keyspace::TreeId;
 use super::writer::Writer;
 use super::{Store, StoreError, keys};
-use crate::model::{InboundEvent, Platform};
+use crate::model::{Conversation, InboundEvent, Message, Platform};
 
 fn known(writer: &Writer<'_>, platform: Platform, account_id: &str, id: &str) -> Result<Option<String>, StoreError> {
     Ok(writer
@@ -50,7 +51,13 @@ pub(super) fn resolve(writer: &mut Writer<'_>, event: &InboundEvent) -> Result<O
             if writer
                 .contains(TreeId::Conversations, keys::conversation_id(platform, account, alias).as_bytes())? =>
         {
-            alias.to_owned()
+            // The person wrote without their number before. If a conversation keyed by the
+            // number exists too (history from before BSUIDs), the two are one person's: merged.
+            if writer.contains(TreeId::Conversations, keys::conversation_id(platform, account, id).as_bytes())? {
+                merge(writer, platform, account, id, alias)?
+            } else {
+                alias.to_owned()
+            }
         }
         _ => id.to_owned(),
     };
@@ -67,6 +74,67 @@ pub(super) fn resolve(writer: &mut Writer<'_>, event: &InboundEvent) -> Result<O
         }
     }
     Ok(Some(canonical))
+}
+
+/// Merges the conversations of contacts `a` and `b` (one person's two ids) into the older one,
+/// in `writer`'s batch, and returns that one's contact. The younger one's messages move over
+/// (their timeline entries and records, and any queued replies), its unread count adds up, and
+/// it is removed, with a `conversation.merged` event (and `conversation.updated`) for the one
+/// that stays.
+fn merge(writer: &mut Writer<'_>, platform: Platform, account: &str, a: &str, b: &str) -> Result<String, StoreError> {
+    let (a_id, b_id) = (keys::conversation_id(platform, account, a), keys::conversation_id(platform, account, b));
+    let (Some(first), Some(second)) = (
+        writer.get::<Conversation>(TreeId::Conversations, a_id.as_bytes())?,
+        writer.get::<Conversation>(TreeId::Conversations, b_id.as_bytes())?,
+    ) else {
+        return Ok(b.to_owned());
+    };
+    let (into, from) = if first.created_at <= second.created_at { (first, second) } else { (second, first) };
+    let from_prefix = keys::timeline_prefix(&from.id);
+    let into_prefix = keys::timeline_prefix(&into.id);
+    for (key, message_id) in writer.scan_prefix(TreeId::Timeline, &from_prefix)? {
+        let mut moved = into_prefix.clone();
+        moved.extend_from_slice(&key[from_prefix.len()..]);
+        writer.remove(TreeId::Timeline, key);
+        writer.insert_raw(TreeId::Timeline, moved, message_id.clone());
+        if let Some(mut message) = writer.get::<Message>(TreeId::Messages, &message_id)? {
+            message.conversation_id.clone_from(&into.id);
+            writer.insert(TreeId::Messages, message_id, &message)?;
+        }
+    }
+    for (key, bytes) in writer.scan_prefix(TreeId::Outbox, &[platform.tag()])? {
+        let Ok(mut entry) = serde_json::from_slice::<OutboxEntry>(&bytes) else { continue };
+        if entry.conversation_id == from.id {
+            entry.conversation_id.clone_from(&into.id);
+            writer.insert(TreeId::Outbox, key, &entry)?;
+        }
+    }
+    let newer = |x: &Conversation, y: &Conversation| x.last_message_at >= y.last_message_at;
+    let latest = if newer(&into, &from) { &into } else { &from };
+    let merged = Conversation {
+        contact_name: into.contact_name.clone().or_else(|| from.contact_name.clone()),
+        last_message_text: latest.last_message_text.clone(),
+        last_message_at: latest.last_message_at,
+        unread: into.unread.saturating_add(from.unread),
+        created_at: into.created_at.min(from.created_at),
+        updated_at: into.updated_at.max(from.updated_at),
+        last_inbound_at: into.last_inbound_at.max(from.last_inbound_at),
+        ..into.clone()
+    };
+    writer.remove(TreeId::Activity, keys::activity_key(from.platform, from.updated_at, &from.id));
+    writer.remove_counted(TreeId::Conversations, from.id.as_bytes())?;
+    super::save_conversation(writer, Some(&into), &merged)?;
+    writer.emit_merged(&from.id, &merged)?;
+    for id in [a, b] {
+        if id != merged.contact_id {
+            writer.insert_raw(
+                TreeId::Contacts,
+                keys::contact_alias_key(platform, account, id),
+                merged.contact_id.as_bytes(),
+            );
+        }
+    }
+    Ok(merged.contact_id)
 }
 
 /// The conversation contact for `id` on `account`, for a message the operator starts (`POST

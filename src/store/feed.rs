@@ -234,6 +234,17 @@ impl Writer<'_> {
         let data = Event::data_of(&Data { conversation: after.view(self.at()) }).map_err(render_error)?;
         self.emit(EventType::ConversationUpdated, after.platform, Some(&after.id), data)
     }
+
+    /// `conversation.merged`: the conversation `from` is now part of `into`.
+    pub(super) fn emit_merged(&mut self, from: &str, into: &Conversation) -> Result<(), StoreError> {
+        #[derive(serde::Serialize)]
+        struct Data<'c> {
+            from: &'c str,
+            conversation: crate::model::ConversationView<'c>,
+        }
+        let data = Event::data_of(&Data { from, conversation: into.view(self.at()) }).map_err(render_error)?;
+        self.emit(EventType::ConversationMerged, into.platform, Some(&into.id), data)
+    }
 }
 
 /// What a `channel.status` event says.

@@ -441,20 +441,23 @@ mod counters {
         // the name of the newest one.
         let unfinished = path.join("snap.7FFFFFFFFFFFFFFF.generating");
         std::fs::write(&unfinished, b"").unwrap();
-        // The dropped store's background threads may hold the file lock a moment longer: wait
-        // for it, as `reopen` does, before asking sled itself.
+        // The dropped store's background threads may hold the file lock, or write a snapshot of
+        // their own over ours, a moment longer: retry until sled itself judges our file.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let refused = loop {
+            std::fs::write(&unfinished, b"").unwrap();
             match sled_config(&path, 8 << 20).open() {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other,
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(_) => {}
+                other => break other.map(|_| ()),
             }
+            assert!(std::time::Instant::now() < deadline, "sled never judged the unfinished snapshot");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         };
-        assert!(matches!(refused, Err(sled::Error::Corruption { .. })), "sled 0.34.7 itself refuses such a store");
+        assert!(
+            matches!(refused, Err(sled::Error::Corruption { .. })),
+            "sled 0.34.7 itself refuses such a store: {refused:?}"
+        );
         let store = reopen(&path).unwrap();
         assert_eq!(
             store.message_by_platform_id(Platform::Facebook, "m_1").unwrap().unwrap().text.as_deref(),

@@ -20,12 +20,16 @@ use crate::time::Timestamp;
 /// One tree's pending writes: `None` removes the key.
 type TreeWrites = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// A key and its value, as stored.
+pub(super) type RawEntry = (Vec<u8>, Vec<u8>);
+
 /// Pending writes, by tree and key.
 pub(super) struct Writer<'s> {
     store: &'s Store,
     writes: HashMap<TreeId, TreeWrites>,
-    /// Records this batch adds to each counted table (`TreeId::COUNTED` order).
-    new_records: [u64; TreeId::COUNTED.len()],
+    /// Records this batch adds (or, negative, removes) in each counted table (`TreeId::COUNTED`
+    /// order).
+    new_records: [i64; TreeId::COUNTED.len()],
     /// Feed events of this batch, numbered (see `feed.rs`).
     events: PendingEvents,
     /// When this write is stored: its events' `at`.
@@ -149,6 +153,34 @@ impl<'s> Writer<'s> {
         self.writes.entry(id).or_default().insert(key.into(), None);
     }
 
+    /// Removes a record of a counted table that is there (the caller just read it), and counts
+    /// it out in the same batch.
+    pub(super) fn remove_counted(&mut self, id: TreeId, key: impl Into<Vec<u8>>) -> Result<(), StoreError> {
+        let key = key.into();
+        if self.contains(id, &key)?
+            && let Some(i) = TreeId::COUNTED.iter().position(|t| *t == id)
+        {
+            self.new_records[i] -= 1;
+        }
+        self.remove(id, key);
+        Ok(())
+    }
+
+    /// Every (key, value) under `prefix` in table `id`, counting this batch's writes, in key order.
+    pub(super) fn scan_prefix(&self, id: TreeId, prefix: &[u8]) -> Result<Vec<RawEntry>, StoreError> {
+        let mut found = std::collections::BTreeMap::new();
+        for entry in self.tree(id).scan_prefix(prefix) {
+            let (key, value) = entry?;
+            found.insert(key.to_vec(), Some(value.to_vec()));
+        }
+        if let Some(writes) = self.writes.get(&id) {
+            for (key, value) in writes.iter().filter(|(key, _)| key.starts_with(prefix)) {
+                found.insert(key.clone(), value.clone());
+            }
+        }
+        Ok(found.into_iter().filter_map(|(key, value)| value.map(|value| (key, value))).collect())
+    }
+
     /// Applies every write atomically, in one batch on the shared tree, with the counters of the
     /// records it adds.
     pub(super) fn commit(self) -> Result<(), StoreError> {
@@ -159,10 +191,11 @@ impl<'s> Writer<'s> {
         let mut records: usize = self.writes.values().map(|w| w.len()).sum();
         records += self.events.write_into(&mut batch)?;
         for (table, added) in TreeId::COUNTED.iter().zip(self.new_records) {
-            if added > 0 {
+            if added != 0 {
                 let key = table.counter_key();
                 let count = super::read_counter(self.store.data.get(&key)?.as_deref())?;
-                batch.insert(key, &(count + added).to_be_bytes());
+                let count = count.saturating_add_signed(added);
+                batch.insert(key, &count.to_be_bytes());
             }
         }
         for (id, writes) in self.writes {
