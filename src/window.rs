@@ -60,6 +60,14 @@ pub fn window(platform: Platform, last_inbound_at: Option<Timestamp>, now: Times
     Some(Window { open_until, outside })
 }
 
+/// When the customer last wrote, as a refusal says it.
+pub fn since(last_inbound_at: Option<Timestamp>) -> String {
+    match last_inbound_at {
+        Some(at) => format!("the customer last wrote at {at}"),
+        None => "the customer has not written".to_owned(),
+    }
+}
+
 /// What a reply is, as far as windows care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyKind {
@@ -77,10 +85,7 @@ pub fn check(
     reply: ReplyKind,
 ) -> Result<(), String> {
     let Some(window) = window(platform, last_inbound_at, now) else { return Ok(()) };
-    let since = match last_inbound_at {
-        Some(at) => format!("the customer last wrote at {at}"),
-        None => "the customer has not written".to_owned(),
-    };
+    let since = since(last_inbound_at);
     match (window.outside, platform) {
         (None, _) => Ok(()),
         (Some(Outside::TemplateOnly), _) if reply.template => Ok(()),

@@ -124,25 +124,12 @@ fn parse_frame(block: &str) -> Frame {
 // ---------------------------------------------------------------------------------------------
 // The JSON form
 
-/// One JSON page: status and body.
-async fn json_page(client: &reqwest::Client, daemon: &Daemon, query: &str) -> (u16, Value) {
-    let response = client
-        .get(daemon.url(&format!("/api/events{query}")))
-        .bearer_auth(API_TOKEN)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Every retained event from `after=0`, page by page, with `filters` (`&types=...`).
 async fn json_events(client: &reqwest::Client, daemon: &Daemon, filters: &str) -> Vec<Value> {
     let mut events = Vec::new();
     let mut after = 0;
     loop {
-        let (status, page) = json_page(client, daemon, &format!("?after={after}&limit=1000{filters}")).await;
+        let (status, page) = events_page(client, daemon, &format!("?after={after}&limit=1000{filters}")).await;
         assert_eq!(status, 200, "{page}");
         assert!(page.get("reset").is_none(), "nothing was pruned: {page}");
         let batch = page["events"].as_array().expect("events").clone();
@@ -609,7 +596,7 @@ async fn bad_parameters_get_400_and_no_token_gets_401() {
         "?types=message.deleted",
         "?platform=telegram",
     ] {
-        let (status, body) = json_page(&client, &daemon, query).await;
+        let (status, body) = events_page(&client, &daemon, query).await;
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body["error"]["code"].as_str().unwrap().starts_with("bad_"), "{query}: {body}");
         // The stream form refuses the same, before it starts.
@@ -630,7 +617,7 @@ async fn bad_parameters_get_400_and_no_token_gets_401() {
     // A cursor beyond the newest event is not an error: the stream stays open.
     let mut ahead = Sse::open(&daemon, "?after=1000000", None).await;
     assert!(matches!(ahead.next(Duration::from_secs(10)).await, Some(Frame::Comment(_))));
-    let (status, page) = json_page(&client, &daemon, "?after=1000000").await;
+    let (status, page) = events_page(&client, &daemon, "?after=1000000").await;
     assert_eq!((status, page), (200, json!({"events": [], "next": null})));
 }
 
@@ -700,7 +687,7 @@ async fn a_client_far_behind_is_served_from_the_store_then_live_without_gap_or_r
     let client = client();
     // More events than the hub keeps: the first of them can only come from the store.
     fill(&daemon, "behind", 200, 50).await;
-    let (_, page) = json_page(&client, &daemon, "?after=0&limit=1").await;
+    let (_, page) = events_page(&client, &daemon, "?after=0&limit=1").await;
     assert_eq!(page["events"][0]["seq"], 1);
 
     let load = Load::start(&daemon, "seam", 4, Duration::from_millis(5));
@@ -801,12 +788,12 @@ async fn filtered_out_webhooks_are_not_in_the_filtered_json_page_but_the_cursor_
     let daemon = Daemon::start();
     let client = client();
     fill(&daemon, "filtered", 4, 10).await;
-    let (status, page) = json_page(&client, &daemon, "?after=0&types=message.status").await;
+    let (status, page) = events_page(&client, &daemon, "?after=0&types=message.status").await;
     assert_eq!(status, 200);
     assert_eq!(page["events"], json!([]));
     // Long polling on a filter that matches nothing answers an empty page once the wait ends.
     let started = Instant::now();
-    let (status, page) = json_page(&client, &daemon, "?after=0&types=message.status&wait=1").await;
+    let (status, page) = events_page(&client, &daemon, "?after=0&types=message.status&wait=1").await;
     assert_eq!(status, 200);
     assert_eq!(page["events"], json!([]));
     assert!(started.elapsed() >= Duration::from_millis(900));
@@ -846,7 +833,7 @@ async fn a_client_behind_the_retained_events_gets_feed_reset_then_everything_ret
     // Pruning (200 ms after start) removes the three old writes: events 1 to 6.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, page) = json_page(&client, &daemon, "?limit=1").await;
+        let (status, page) = events_page(&client, &daemon, "?limit=1").await;
         assert_eq!(status, 200, "{page}");
         if page["events"][0]["seq"] == 7 {
             break;
@@ -871,7 +858,7 @@ async fn a_client_behind_the_retained_events_gets_feed_reset_then_everything_ret
     assert_eq!(events.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [7, 8, 9, 10]);
 
     // The JSON form says the same beside the page.
-    let (status, page) = json_page(&client, &daemon, "?after=2").await;
+    let (status, page) = events_page(&client, &daemon, "?after=2").await;
     assert_eq!(status, 200);
     assert_eq!(page["reset"], json!({ "oldest_seq": 7 }));
     // (Channel readiness events of the start follow the stored ones.)
@@ -880,6 +867,6 @@ async fn a_client_behind_the_retained_events_gets_feed_reset_then_everything_ret
     assert!(seqs.len() >= 4);
     assert_eq!(page["next"], *seqs.last().unwrap());
     // A cursor inside the retained range is no reset.
-    let (_, page) = json_page(&client, &daemon, "?after=8").await;
+    let (_, page) = events_page(&client, &daemon, "?after=8").await;
     assert!(page.get("reset").is_none(), "{page}");
 }

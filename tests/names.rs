@@ -161,17 +161,7 @@ async fn a_new_messenger_contact_is_named_from_the_graph_profile_once_even_after
     assert_eq!(lp.conversation(psid).await["contact_name"], expected.as_str());
 
     // The live feed told about the name.
-    let page: Value = lp
-        .client
-        .get(lp.daemon.url("/api/events?types=conversation.updated&limit=1000"))
-        .bearer_auth(API_TOKEN)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = events_page(&lp.client, &lp.daemon, "?types=conversation.updated&limit=1000").await;
     let named = page["events"]
         .as_array()
         .unwrap_or_else(|| panic!("{page}"))

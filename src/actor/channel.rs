@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::actions::{ActionQueue, Next};
-use super::scheduler::{AfterAttempt, Limits, Moment, SendScheduler};
+use super::scheduler::{AfterAttempt, BROKEN_TOKEN_RECHECK, Limits, Moment, SendScheduler};
 use super::tokens;
 pub use super::tokens::TokenSource;
 use super::{ChannelMsg, ChannelStatus, ConversationMsg, EnqueueRefusal, PersistError, TokenCheck, conversation_actor};
@@ -24,7 +24,6 @@ use crate::config::{Config, OutboundConfig};
 use crate::model::{MessageError, OutboundAction, Platform, Timestamp};
 use crate::outbound;
 use crate::platform::{self, ActionOutcome, ParseContext, SendAccount, SendContext, SendOutcome};
-use crate::ratelimit::backoff;
 use crate::secret::Secret;
 use crate::store::{ChannelStatusChange, OutboxEntry};
 
@@ -32,8 +31,6 @@ pub mod names;
 
 /// How often the outbox in the store is merged into the queue.
 const RELOAD_EVERY: Duration = Duration::from_secs(10);
-/// How soon a broken token is checked again.
-use super::scheduler::BROKEN_TOKEN_RECHECK;
 /// Warn when the token expires sooner than this.
 const TOKEN_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a reply's durable write may take before the API is answered 503.
@@ -284,6 +281,14 @@ fn limits_of(send: &SendSettings) -> Limits {
     }
 }
 
+/// The earlier of two wake-up times, either of which may be absent.
+fn sooner(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Why an action cannot go: the channel is not ready.
 fn not_ready(reason: &str) -> MessageError {
     MessageError { code: "channel_not_ready".into(), message: reason.to_owned(), permanent: false }
@@ -312,16 +317,11 @@ impl ChannelActor {
             return;
         }
         let (sends, wake) = state.scheduler.next_sends(now);
-        earliest = match (earliest, wake) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        earliest = sooner(earliest, wake);
         for entry in sends {
             Self::attempt(myself, state, entry);
         }
-        if let Some(when) = names::start(myself, state, now) {
-            earliest = Some(earliest.map_or(when, |e| e.min(when)));
-        }
+        earliest = sooner(earliest, names::start(myself, state, now));
         if let Some(when) = earliest {
             state.wake_at(myself, when);
         }
@@ -444,9 +444,7 @@ impl ChannelActor {
     fn action_attempted(myself: &ActorRef<ChannelMsg>, state: &mut ChannelState, id: u64, outcome: ActionOutcome) {
         let platform = state.args.platform;
         let token_rejected = matches!(outcome, ActionOutcome::TokenRejected(_));
-        let out = &state.args.send.outbound;
-        let (initial, max) = (Duration::from_millis(out.initial_backoff_ms), Duration::from_millis(out.max_backoff_ms));
-        let wait = |attempts| backoff(initial, max, attempts, rand::random::<f64>());
+        let wait = state.scheduler.backoff_for(rand::random::<f64>());
         if let Some((reply, result)) = state.actions.answered(id, outcome, Instant::now(), wait) {
             match &result {
                 Ok(()) => tracing::debug!(message = "Engagement action sent.", %platform),

@@ -146,6 +146,14 @@ impl SendScheduler {
         self.limits = limits;
     }
 
+    /// The back-off before retry number `attempts` when the platform named no time, spread by
+    /// `jitter` in [0, 1): the outbound settings' doubling from `initial_backoff_ms` up to
+    /// `max_backoff_ms` (engagement actions retry the same way).
+    pub fn backoff_for(&self, jitter: f64) -> impl Fn(u32) -> Duration + use<> {
+        let (initial, max) = (self.limits.initial_backoff, self.limits.max_backoff);
+        move |attempts| backoff(initial, max, attempts, jitter)
+    }
+
     /// Forgets recipients whose buckets are full again.
     pub fn forget_idle_recipients(&mut self, now: Instant) {
         if let Some(recipients) = &mut self.recipients {

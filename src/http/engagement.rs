@@ -162,10 +162,7 @@ async fn newest_inbound_id(conversation: &Conversation) -> Result<Option<String>
 fn outside_window(conversation: &Conversation, what: &str) -> Option<Response<Body>> {
     let window = crate::window::window(conversation.platform, conversation.last_inbound_at, Timestamp::now())?;
     window.outside?;
-    let since = match conversation.last_inbound_at {
-        Some(at) => format!("the customer last wrote at {at}"),
-        None => "the customer has not written".to_owned(),
-    };
+    let since = crate::window::since(conversation.last_inbound_at);
     Some(unprocessable(
         "window_closed",
         &format!(

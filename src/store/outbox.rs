@@ -131,16 +131,7 @@ impl Store {
             deadline_at: Timestamp::from_millis(now.as_millis().saturating_add(retry_deadline_ms)),
             message: outbound,
         };
-        let preview = crate::model::MessageContent {
-            kind,
-            text: message.text.clone(),
-            attachments: message.attachments.clone(),
-            payload: None,
-            reply_to: None,
-            location: None,
-            contacts: Vec::new(),
-        }
-        .preview();
+        let preview = message.preview();
         let mut writer = Writer::stored_at(self, now);
         // A record that does not decode is rebuilt (as ingest does), so replies still go out.
         let before = match writer.get::<Conversation>(TreeId::Conversations, conversation_id.as_bytes()) {

@@ -341,6 +341,20 @@ pub async fn api_get(client: &reqwest::Client, daemon: &Daemon, path: &str) -> (
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// One JSON page of the live feed (`GET /api/events{query}` with `accept: application/json`):
+/// status and body.
+pub async fn events_page(client: &reqwest::Client, daemon: &Daemon, query: &str) -> (u16, Value) {
+    let response = client
+        .get(daemon.url(&format!("/api/events{query}")))
+        .bearer_auth(API_TOKEN)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// Every message of every conversation, following cursors.
 pub async fn all_messages(client: &reqwest::Client, daemon: &Daemon) -> Vec<Value> {
     let mut messages = Vec::new();
