@@ -9,6 +9,7 @@ mod body;
 pub mod connections;
 mod engagement;
 mod events;
+pub mod inbox;
 pub mod metrics;
 mod receivers;
 mod response;
@@ -129,6 +130,8 @@ async fn dispatch(state: &HttpState, request: Request<Incoming>) -> Response<Bod
     let path = request.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
+        [""] => inbox::page(&request),
+        ["assets", version, name] => inbox::asset(&request, version, name),
         ["health"] => only_get(&request, || response::json(StatusCode::OK, &json!({ "status": "ok" }))),
         ["ready"] => match *request.method() {
             Method::GET => ready(state).await,
