@@ -11,4 +11,9 @@ pub const INDEX_HTML: &[u8] = include_bytes!("web/index.html");
 pub const ASSETS: &[Asset] = &[
     Asset { name: "app.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("web/app.css") },
     Asset { name: "app.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("web/app.js") },
+    Asset { name: "api.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("web/api.js") },
+    Asset { name: "dom.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("web/dom.js") },
+    Asset { name: "feed.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("web/feed.js") },
+    Asset { name: "list.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("web/list.js") },
+    Asset { name: "thread.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("web/thread.js") },
 ];
