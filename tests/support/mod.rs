@@ -2,6 +2,7 @@
 //! temporary config and store, sign webhooks the way each platform does, and call the API.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod browser;
 pub mod sandbox;
 pub mod tmpfs;
 

@@ -128,6 +128,7 @@ function watchExpiry(expiresAt) {
 function leave() {
   state.signedIn = false;
   feed.stop();
+  feed.lastSeq = null; // the next session starts live, and loads what it shows
   clearInterval(state.channelsTimer);
   clearTimeout(state.expiryTimer);
   thread.close();
@@ -154,6 +155,7 @@ function openConversation(conversation, { focus } = {}) {
 }
 
 function markRead(id) {
+  list.markedRead(id);
   post(`/api/conversations/${encodeURIComponent(id)}/read`, {}).catch(() => {
     // Not fatal: the unread count stays until the next time.
   });

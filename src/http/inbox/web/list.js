@@ -177,6 +177,19 @@ export class ConversationList {
     this.updateRoving();
   }
 
+  /** Shown as read at once (the feed's `conversation.updated` confirms it). */
+  markedRead(id) {
+    const entry = this.entries.get(id);
+    if (!entry || !(entry.conversation.unread > 0)) return;
+    const conversation = { ...entry.conversation, unread: 0 };
+    const focused = document.activeElement === entry.item;
+    const item = this.render(conversation);
+    entry.item.replaceWith(item);
+    this.entries.set(id, { conversation, item });
+    this.updateRoving();
+    if (focused) item.focus();
+  }
+
   open(id, focusThread) {
     const entry = this.entries.get(id);
     if (!entry) return;
