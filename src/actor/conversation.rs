@@ -865,10 +865,10 @@ impl ConversationActor {
             ConversationMsg::Recovery(step) => state.recover(myself, step),
             ConversationMsg::Checkpoint(CheckpointStep::Tick) => state.checkpoint_tick(myself),
             ConversationMsg::Checkpoint(CheckpointStep::Reopened(result)) => state.checkpointed(myself, result),
-            ConversationMsg::ListConversations { platform, page, reply } => {
-                let result = state
-                    .readable()
-                    .and_then(|s| s.conversations_page(platform, page.limit, page.before).map_err(|e| read_failed(&e)));
+            ConversationMsg::ListConversations { filter, page, reply } => {
+                let result = state.readable().and_then(|s| {
+                    s.conversations_matching(&filter, page.limit, page.before).map_err(|e| read_failed(&e))
+                });
                 let _ = reply.send(result);
             }
             ConversationMsg::GetConversation { id, reply } => {
@@ -1183,9 +1183,12 @@ mod tests {
                 .expect("the actor answers");
                 assert!(matches!(stored, Ok(WebhookOutcome::Stored(o)) if o.stored == 1), "webhook {i}: {stored:?}");
                 let page = PageRequest { limit: 5, before: None };
-                let listed =
-                    ractor::call!(actor, |reply| ConversationMsg::ListConversations { platform: None, page, reply })
-                        .expect("the actor answers");
+                let listed = ractor::call!(actor, |reply| ConversationMsg::ListConversations {
+                    filter: Default::default(),
+                    page,
+                    reply
+                })
+                .expect("the actor answers");
                 assert!(listed.is_ok(), "a read during a checkpoint must wait, not fail: {listed:?}");
             });
             if i % 50 == 0 {
