@@ -521,11 +521,31 @@ impl ConversationState {
         if let Some(store) = self.writable().cloned() {
             let retention_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
             let before = Timestamp::from_millis(Timestamp::now().as_millis().saturating_sub(retention_ms));
-            match store.prune_events(before, PRUNE_BATCH) {
-                Ok(removed) if removed == PRUNE_BATCH => next = PRUNE_AGAIN,
-                Ok(removed) => {
-                    if removed > 0 {
-                        tracing::debug!(message = "Pruned old events.", removed);
+            let pruned = store.prune_events(before, PRUNE_BATCH).and_then(|removed| {
+                // Given-up deliveries of events no longer kept go with them (they can be neither
+                // listed nor replayed); each receiver's worker is told, to lower its count.
+                let oldest = store.oldest_event_seq()?.unwrap_or(0);
+                let forgotten = store.prune_failed_deliveries(oldest, PRUNE_BATCH)?;
+                let forgotten_total: u64 = forgotten.iter().map(|(_, n)| n).sum();
+                for (name, count) in forgotten {
+                    if let Some(worker) = crate::actor::receiver::receiver_actor(&name) {
+                        let _ =
+                            worker.cast(crate::actor::receiver::ReceiverMsg::FailedForgotten { before: oldest, count });
+                    }
+                }
+                Ok((removed, forgotten_total))
+            });
+            match pruned {
+                Ok((removed, forgotten)) if removed == PRUNE_BATCH || forgotten == PRUNE_BATCH as u64 => {
+                    next = PRUNE_AGAIN;
+                }
+                Ok((removed, forgotten)) => {
+                    if removed > 0 || forgotten > 0 {
+                        tracing::debug!(
+                            message = "Pruned old events.",
+                            removed,
+                            given_up_deliveries_forgotten = forgotten
+                        );
                     }
                 }
                 Err(e) => {
@@ -865,10 +885,10 @@ impl ConversationActor {
             ConversationMsg::Recovery(step) => state.recover(myself, step),
             ConversationMsg::Checkpoint(CheckpointStep::Tick) => state.checkpoint_tick(myself),
             ConversationMsg::Checkpoint(CheckpointStep::Reopened(result)) => state.checkpointed(myself, result),
-            ConversationMsg::ListConversations { platform, page, reply } => {
-                let result = state
-                    .readable()
-                    .and_then(|s| s.conversations_page(platform, page.limit, page.before).map_err(|e| read_failed(&e)));
+            ConversationMsg::ListConversations { filter, page, reply } => {
+                let result = state.readable().and_then(|s| {
+                    s.conversations_matching(&filter, page.limit, page.before).map_err(|e| read_failed(&e))
+                });
                 let _ = reply.send(result);
             }
             ConversationMsg::GetConversation { id, reply } => {
@@ -1183,9 +1203,12 @@ mod tests {
                 .expect("the actor answers");
                 assert!(matches!(stored, Ok(WebhookOutcome::Stored(o)) if o.stored == 1), "webhook {i}: {stored:?}");
                 let page = PageRequest { limit: 5, before: None };
-                let listed =
-                    ractor::call!(actor, |reply| ConversationMsg::ListConversations { platform: None, page, reply })
-                        .expect("the actor answers");
+                let listed = ractor::call!(actor, |reply| ConversationMsg::ListConversations {
+                    filter: Default::default(),
+                    page,
+                    reply
+                })
+                .expect("the actor answers");
                 assert!(listed.is_ok(), "a read during a checkpoint must wait, not fail: {listed:?}");
             });
             if i % 50 == 0 {

@@ -246,9 +246,9 @@ pub enum ConversationMsg {
     ReadEvents { after: u64, limit: usize, reply: RpcReplyPort<ReadResult<EventPage>> },
     /// Record a `channel.status` event.
     ChannelStatus(ChannelStatusChange),
-    /// List conversations.
+    /// List conversations (those that pass the filter).
     ListConversations {
-        platform: Option<Platform>,
+        filter: crate::store::ConversationFilter,
         page: PageRequest,
         reply: RpcReplyPort<ReadResult<Page<Conversation>>>,
     },

@@ -117,6 +117,9 @@ pub enum ReceiverMsg {
     Replay { after: u64, reply: RpcReplyPort<Result<(), PersistError>> },
     /// Enable a disabled receiver; answered once that is durable.
     Enable { reply: RpcReplyPort<Result<(), PersistError>> },
+    /// The store forgot `count` given-up events numbered below `before` (their events were
+    /// pruned with the retention).
+    FailedForgotten { before: u64, count: u64 },
 }
 
 /// The actor behaviour; one instance per configured receiver.
@@ -671,6 +674,10 @@ impl Actor for ReceiverActor {
                 state.replies_next.push(reply);
                 state.save(&myself);
                 state.pump(&myself);
+            }
+            ReceiverMsg::FailedForgotten { before, count } => {
+                state.failed_count = state.failed_count.saturating_sub(count);
+                state.failed_recent.retain(|f| f.seq >= before);
             }
         }
         Ok(())

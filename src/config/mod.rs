@@ -96,6 +96,8 @@ pub struct StorageConfig {
 pub struct ApiConfig {
     /// Bearer token; empty means the API refuses every call.
     pub token: Secret,
+    /// How long an inbox session lasts, in hours (1 to 8760).
+    pub session_hours: u64,
 }
 
 /// `[log]`.
@@ -389,6 +391,7 @@ fn validate(config: &Config, source_of: &dyn Fn(&str) -> String) -> Vec<String> 
     require(server.request_timeout_secs > 0, "server.request_timeout_secs", "must be above 0");
     require(server.max_connections > 0, "server.max_connections", "must be above 0");
     require(server.max_inflight_webhooks > 0, "server.max_inflight_webhooks", "must be above 0");
+    require((1..=8760).contains(&config.api.session_hours), "api.session_hours", "must be from 1 to 8760 (a year)");
     require(!config.storage.path.as_os_str().is_empty(), "storage.path", "must not be empty");
     require(config.storage.cache_bytes >= 1 << 20, "storage.cache_bytes", "must be at least 1048576 (1 MiB)");
     require(

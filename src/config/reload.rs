@@ -77,6 +77,7 @@ macro_rules! live {
 /// `retry_deadline_secs`); the log filter is swapped.
 const LIVE_KEYS: &[LiveKey] = &[
     live!(api.token),
+    live!(api.session_hours),
     live!(log.level),
     live!(outbound.max_in_flight),
     live!(outbound.max_queued),

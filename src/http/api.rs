@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::time::Timestamp;
 
-use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
@@ -17,23 +16,35 @@ use super::HttpState;
 use super::engagement;
 use super::response::{self, Body};
 use super::send::{self, NewMessageBody, ReplyBody};
+use super::session::{self, Auth};
 use crate::actor::{ConversationMsg, PageRequest, ReadError, ReadResult, conversation_actor};
 use crate::model::Platform;
 use crate::platform::query_param;
+use crate::store::ConversationFilter;
 use crate::store::keys::decode_cursor;
 
 /// Default and largest page sizes.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = crate::store::MAX_PAGE;
+/// The longest search text (`q=`).
+const MAX_QUERY_CHARS: usize = 200;
 /// A read that takes longer than this is answered 503.
 const READ_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Routes `/api/...` after the bearer check. `segments` excludes the leading `api`.
 pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&str]) -> Response<Body> {
     state.metrics.api_request();
-    if !authorised(state, &request) {
-        let mut answer = response::error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
-        answer.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, hyper::header::HeaderValue::from_static("Bearer"));
+    if segments == ["session"] {
+        return session::route(state, request).await;
+    }
+    let auth = match session::authenticate(state, &request) {
+        Ok(auth) => auth,
+        Err(why) => return session::unauthorized(why.as_ref()),
+    };
+    if matches!(auth, Auth::Cookie(_))
+        && !matches!(*request.method(), Method::GET | Method::HEAD)
+        && let Err(answer) = session::same_origin(&request)
+    {
         return answer;
     }
     let query = request.uri().query().unwrap_or("").to_owned();
@@ -92,6 +103,10 @@ pub async fn route(state: &HttpState, request: Request<Incoming>, segments: &[&s
             Method::GET => get_one(id, "message", |id, reply| ConversationMsg::GetMessage { id, reply }).await,
             _ => response::method_not_allowed("GET"),
         },
+        ["channels"] => match method {
+            Method::GET => super::channels(state).await,
+            _ => response::method_not_allowed("GET"),
+        },
         ["webhooks", rest @ ..] => super::receivers::route(state, request, rest).await,
         _ => response::error(StatusCode::NOT_FOUND, "not_found", "no such API route"),
     }
@@ -142,17 +157,6 @@ fn is_json_content_type(value: Option<&[u8]>) -> bool {
     media_type.eq_ignore_ascii_case("application/json")
 }
 
-fn authorised<B>(state: &HttpState, request: &Request<B>) -> bool {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    // An empty configured token matches nothing: the API refuses every call (CONTRACT.md).
-    presented.is_some_and(|token| state.config().api.token.matches(token))
-}
-
 fn page_request(query: &str) -> Result<PageRequest, Response<Body>> {
     let limit = match query_param(query, "limit") {
         None => DEFAULT_LIMIT,
@@ -185,7 +189,17 @@ async fn list_conversations(query: &str) -> Response<Body> {
             Err(e) => return bad_request("bad_platform", &e.to_string()),
         },
     };
-    match read(|reply| ConversationMsg::ListConversations { platform, page, reply }).await {
+    let unread_only = match query_param(query, "unread").as_deref() {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => return bad_request("bad_unread", "`unread` must be `true` or `false`"),
+    };
+    let search = query_param(query, "q").unwrap_or_default();
+    if search.chars().count() > MAX_QUERY_CHARS {
+        return bad_request("bad_query", &format!("`q` is limited to {MAX_QUERY_CHARS} characters"));
+    }
+    let filter = ConversationFilter { platform, unread_only, query: crate::store::search_needle(&search) };
+    match read(|reply| ConversationMsg::ListConversations { filter, page, reply }).await {
         Ok(page) => {
             // Each with its messaging window as of now (`window.rs`).
             let now = Timestamp::now();

@@ -348,7 +348,12 @@ impl AsyncWrite for TrackedStream {
 pub struct RequestTracker {
     activity: Arc<Activity>,
     clock: Clock,
+    peer: std::net::SocketAddr,
 }
+
+/// The client's address, in every request's extensions (set by [`TrackedService`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 impl RequestTracker {
     /// `service`, marking the connection serving from each request's headers to the end of its
@@ -393,7 +398,8 @@ where
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(Peer(self.tracker.peer));
         if !self.tracker.activity.begin_request() {
             return Box::pin(std::future::ready(Err(ConnectionClosing.into())));
         }
@@ -622,7 +628,7 @@ pub async fn accept_loop<C>(
     let mut cap_warning = CapWarning::default();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -659,7 +665,7 @@ pub async fn accept_loop<C>(
         let id = registry.add(activity.clone());
         let io =
             TokioIo::new(TrackedStream { stream, activity: activity.clone(), clock, protocol: Protocol::Sniffing(0) });
-        let watched = graceful.watch(connect(io, RequestTracker { activity: activity.clone(), clock }));
+        let watched = graceful.watch(connect(io, RequestTracker { activity: activity.clone(), clock, peer }));
         counters.open.fetch_add(1, Ordering::Relaxed);
         let (counters, ended) = (counters.clone(), registry.ended_tx.clone());
         tokio::spawn(async move {

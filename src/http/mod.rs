@@ -14,6 +14,7 @@ pub mod metrics;
 mod receivers;
 mod response;
 mod send;
+pub mod session;
 mod webhook;
 
 use std::convert::Infallible;
@@ -57,6 +58,8 @@ pub struct HttpState {
     /// Set when the server stops accepting: live feed streams end, so that shutdown does not wait
     /// for them.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The inbox's signed-out sessions and wrong sign-in tries.
+    pub sessions: session::Sessions,
 }
 
 impl HttpState {
@@ -72,6 +75,7 @@ impl HttpState {
             started: Instant::now(),
             feed,
             stopping: tokio::sync::watch::channel(false).0,
+            sessions: session::Sessions::default(),
         }
     }
 
@@ -232,6 +236,33 @@ async fn ready(state: &HttpState) -> Response<Body> {
             &json!({ "status": "not_ready", "store": store, "store_reason": store_reason, "channels": channels, "not_ready": not_ready }),
         )
     }
+}
+
+/// `GET /api/channels`: what the inbox needs to know of each enabled channel (readiness, the
+/// text limit its composer shows) and whether the store takes writes, in one call.
+async fn channels(state: &HttpState) -> Response<Body> {
+    let channels: Vec<_> = channel_statuses(state)
+        .await
+        .into_iter()
+        .map(|(platform, status)| {
+            let (ready, reason, expires) = match status {
+                Some(s) => (s.ready, s.reason, s.token_expires_in_secs),
+                None => (false, Some("the channel is restarting or does not answer".to_owned()), None),
+            };
+            json!({
+                "platform": platform,
+                "ready": ready,
+                "reason": reason,
+                "token_expires_in_secs": expires,
+                "max_text_chars": crate::platform::max_text_chars(platform),
+            })
+        })
+        .collect();
+    let store = match store_status().await {
+        Some(status) => json!({ "ready": status.availability.label() == "up", "reason": status.reason }),
+        None => json!({ "ready": false, "reason": "the conversation actor is not running or does not answer" }),
+    };
+    response::json(StatusCode::OK, &json!({ "channels": channels, "store": store }))
 }
 
 async fn metrics(state: &HttpState) -> Response<Body> {

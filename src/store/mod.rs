@@ -12,6 +12,7 @@ mod keyspace;
 mod names;
 mod outbox;
 mod receivers;
+mod search;
 mod unreadable;
 mod writer;
 
@@ -27,6 +28,7 @@ pub use outbox::{ConversationTarget, OutboxEntry, StatusChange, StoredToken};
 pub use receivers::{
     DeliveryError, FAILED_SHOWN, FailedRecord, LoadedReceiver, PendingRecord, ReceiverSave, ReceiverState,
 };
+pub use search::{ConversationFilter, needle as search_needle};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -373,15 +375,39 @@ impl Store {
         self.record(TreeId::Conversations, id.as_bytes())
     }
 
-    /// Conversations, newest activity first, optionally of one platform, starting after `before`.
+    /// Conversations, newest activity first, starting after `before`, on one platform or all.
     pub fn conversations_page(
         &self,
         platform: Option<Platform>,
         limit: usize,
         before: Option<(Timestamp, String)>,
     ) -> Result<Page<Conversation>, StoreError> {
+        self.conversations_matching(&ConversationFilter { platform, ..ConversationFilter::default() }, limit, before)
+    }
+
+    /// Conversations that pass `filter`, newest activity first, starting after `before`. A filter
+    /// other than the platform is applied while walking the list, and one page examines at most
+    /// [`search::SCAN_BUDGET`] records: a page may then hold fewer than `limit` conversations,
+    /// with a `next` that continues the walk where it stopped.
+    pub fn conversations_matching(
+        &self,
+        filter: &ConversationFilter,
+        limit: usize,
+        before: Option<(Timestamp, String)>,
+    ) -> Result<Page<Conversation>, StoreError> {
+        self.conversations_within(filter, limit, before, search::SCAN_BUDGET)
+    }
+
+    /// [`Store::conversations_matching`] with a budget of its own (tests use a small one).
+    fn conversations_within(
+        &self,
+        filter: &ConversationFilter,
+        limit: usize,
+        before: Option<(Timestamp, String)>,
+        mut budget: usize,
+    ) -> Result<Page<Conversation>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let platforms = match platform {
+        let platforms = match filter.platform {
             Some(p) => vec![p],
             None => Platform::ALL.to_vec(),
         };
@@ -398,7 +424,13 @@ impl Store {
             })
             .collect();
         let mut items = Vec::new();
+        // The last conversation examined, where a page cut short by the budget continues.
+        let mut examined_last: Option<(Timestamp, String)> = None;
         while items.len() < limit + 1 {
+            if filter.is_search() && budget == 0 {
+                let next = examined_last.map(|(at, id)| keys::encode_cursor(at, &id));
+                return Ok(Page { items, next });
+            }
             let mut newest: Option<(usize, sled::IVec)> = None;
             for (i, list) in lists.iter_mut().enumerate() {
                 match list.peek() {
@@ -423,8 +455,14 @@ impl Store {
                 continue;
             };
             let listed_at = keys::time_from_bytes(time.try_into().expect("eight bytes"));
+            budget = budget.saturating_sub(1);
             match self.conversation(id) {
-                Ok(Some(conversation)) if conversation.updated_at == listed_at => items.push(conversation),
+                Ok(Some(conversation)) if conversation.updated_at == listed_at => {
+                    examined_last = Some((listed_at, conversation.id.clone()));
+                    if self.passes(filter, &conversation, &mut budget)? {
+                        items.push(conversation);
+                    }
+                }
                 // A stale entry: its conversation was rebuilt after its record stopped decoding,
                 // and the old entry's time could not be read to remove it.
                 Ok(Some(_)) => {}

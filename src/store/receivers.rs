@@ -166,6 +166,50 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every receiver's given-up events numbered below `oldest_retained` (the oldest
+    /// event the log still holds: the others were pruned, so they can be neither shown nor
+    /// replayed), at most `max` in one atomic batch that also lowers each receiver's count.
+    /// Returns, per receiver, how many were forgotten.
+    pub fn prune_failed_deliveries(&self, oldest_retained: u64, max: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        let table = self.table(TreeId::Receivers);
+        let id = TreeId::Receivers;
+        let mut batch = sled::Batch::default();
+        let mut forgotten: Vec<(String, u64)> = Vec::new();
+        let mut total = 0;
+        // Walk the names: each receiver's keys start with its name and a 0 byte.
+        let mut from: Vec<u8> = Vec::new();
+        while total < max {
+            // Names are letters, digits, `-` and `_`: every key is below 0xff.
+            let Some(entry) = table.range(from.clone()..vec![0xff]).next() else { break };
+            let (first, _) = entry?;
+            let Some(end) = first.iter().position(|&b| b == 0) else { break };
+            let name = String::from_utf8_lossy(&first[..end]).into_owned();
+            let mut removed = 0;
+            for entry in table.range(key(&name, b'f', Some(0))..key(&name, b'f', Some(oldest_retained))) {
+                if total >= max {
+                    break;
+                }
+                let (k, _) = entry?;
+                batch.remove(id.key(&k));
+                removed += 1;
+                total += 1;
+            }
+            if removed > 0 {
+                let count = read_counter(table.get(key(&name, b'n', None))?.as_deref())?;
+                batch.insert(id.key(&key(&name, b'n', None)), &count.saturating_sub(removed).to_be_bytes());
+                forgotten.push((name.clone(), removed));
+            }
+            // The next name: past every key of this one (name, 0, ...).
+            from = first[..end].to_vec();
+            from.extend_from_slice(&[0, 0xff, 0xff]);
+        }
+        if total > 0 {
+            self.data.apply_batch(batch)?;
+            self.note_written(total + forgotten.len());
+        }
+        Ok(forgotten)
+    }
+
     /// The retained events with these numbers, in `seq` order (pruned ones are left out). Read
     /// through the event log's own reader (`events_after`), which knows its layout.
     pub fn events_by_seq(&self, seqs: &[u64]) -> Result<Vec<Event>, StoreError> {
@@ -209,6 +253,33 @@ mod tests {
     fn a_receiver_never_saved_loads_empty() {
         let (_dir, store) = store();
         assert_eq!(store.receiver("crm").unwrap(), LoadedReceiver::default());
+    }
+
+    #[test]
+    fn failed_deliveries_of_pruned_events_are_forgotten_per_receiver_with_their_count() {
+        let (_dir, store) = store();
+        let state = ReceiverState { cursor: 9, enabled: true, ..Default::default() };
+        for name in ["crm", "crm-2", "bot"] {
+            let save = ReceiverSave {
+                state: state.clone(),
+                failed: vec![failed(2), failed(4), failed(7)],
+                ..Default::default()
+            };
+            store.save_receiver(name, &save).unwrap();
+        }
+        let mut forgotten = store.prune_failed_deliveries(5, 100).unwrap();
+        forgotten.sort();
+        assert_eq!(forgotten, [("bot".to_owned(), 2), ("crm".to_owned(), 2), ("crm-2".to_owned(), 2)]);
+        for name in ["crm", "crm-2", "bot"] {
+            let loaded = store.receiver(name).unwrap();
+            assert_eq!(loaded.failed_count, 1, "{name}");
+            assert_eq!(loaded.failed.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![7], "{name}");
+            assert_eq!(loaded.state.as_ref().map(|s| s.cursor), Some(9), "the rest is kept");
+        }
+        assert!(store.prune_failed_deliveries(5, 100).unwrap().is_empty(), "nothing twice");
+        // A bound on one batch: the rest goes next time.
+        assert_eq!(store.prune_failed_deliveries(8, 2).unwrap().iter().map(|(_, n)| n).sum::<u64>(), 2);
+        assert_eq!(store.prune_failed_deliveries(8, 100).unwrap().iter().map(|(_, n)| n).sum::<u64>(), 1);
     }
 
     #[test]

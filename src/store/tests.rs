@@ -634,4 +634,5 @@ mod contacts;
 mod edits;
 mod feed_events;
 mod names;
+mod search;
 mod unreadable_records;
