@@ -45,6 +45,16 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium with a window of `width` × `height` CSS pixels.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, false).await
+    }
+
+    /// Starts Chromium as a phone whose screen is `width` × `height` CSS pixels (a window cannot
+    /// be narrower than about 500 px; the phone's viewport can).
+    pub async fn phone(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, true).await
+    }
+
+    async fn launch(width: u32, height: u32, phone: bool) -> Browser {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 Path::new(tool).exists(),
@@ -64,11 +74,16 @@ impl Browser {
         let mut args: Vec<String> = FLAGS.iter().map(|f| (*f).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         args.push(format!("--window-size={width},{height}"));
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
+        if phone {
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2.0, "touch": true } });
+        }
         let capabilities = json!({
             "browserName": "chrome",
             // An alert stays open for the test to find (the default would dismiss it quietly).
             "unhandledPromptBehavior": "ignore",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "goog:chromeOptions": options,
         });
         let Value::Object(capabilities) = capabilities else { unreachable!("an object") };
         let url = format!("http://127.0.0.1:{port}");
