@@ -164,6 +164,7 @@ async fn an_inbound_message_shows_live_and_a_reply_moves_to_read() {
     let posted = inbox.customer_writes("wamid.live.1", "Maria Silva", "Where is my order 1182?").await;
     let seen = wait_text(&browser, "#conversations li", "Where is my order 1182?", PATIENCE).await;
     let took = seen - posted;
+    eprintln!("a new conversation showed in the list {took:?} after its webhook was posted");
     assert!(took <= LIVE, "the new conversation took {took:?} to show in the list");
     assert!(browser.text("#conversations li").await.contains("Maria Silva"));
 
@@ -174,6 +175,7 @@ async fn an_inbound_message_shows_live_and_a_reply_moves_to_read() {
     let posted = inbox.customer_writes("wamid.live.2", "Maria Silva", "It was due yesterday.").await;
     let seen = wait_text(&browser, "#messages li.inbound", "It was due yesterday.", PATIENCE).await;
     let took = seen - posted;
+    eprintln!("a new message showed in the open thread {took:?} after its webhook was posted");
     assert!(took <= LIVE, "the message took {took:?} to show in the open thread");
     wait_text(&browser, "#conversations li", "It was due yesterday.", PATIENCE).await;
 
@@ -355,6 +357,7 @@ async fn a_cross_site_form_post_with_the_session_cookie_is_refused() {
         )
         .await;
     let answer = browser.text("body").await;
+    eprintln!("the forged post was answered: {answer}");
     assert!(answer.contains("\"error\""), "the API answered: {answer}");
 
     tokio::time::sleep(Duration::from_millis(500)).await;
