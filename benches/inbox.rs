@@ -71,27 +71,17 @@ async fn run(conversations: usize, runs: usize) {
     );
     println!("assets: {} bytes ({:.1} KiB) uncompressed, page and every asset", total(), total() as f64 / 1024.0);
 
-    let session = sign_in(&client, &base).await;
     let mut cold = Vec::new();
     for _ in 0..runs {
         let browser = Browser::start(1280, 800).await;
-        // A cookie can only be set on its site's page: one that loads nothing else.
-        browser.goto(&format!("{base}/health")).await;
-        let mut cookie = fantoccini::cookies::Cookie::new("parley_session", session.clone());
-        cookie.set_path("/");
-        cookie.set_http_only(true);
-        browser.client.add_cookie(cookie).await.expect("set the session cookie");
+        sign_in(&browser, &base).await;
         browser.goto(&format!("{base}/")).await;
         cold.push(measure(&browser).await);
         browser.quit().await;
     }
 
     let browser = Browser::start(1280, 800).await;
-    browser.goto(&format!("{base}/health")).await;
-    let mut cookie = fantoccini::cookies::Cookie::new("parley_session", session.clone());
-    cookie.set_path("/");
-    cookie.set_http_only(true);
-    browser.client.add_cookie(cookie).await.expect("set the session cookie");
+    sign_in(&browser, &base).await;
     browser.goto(&format!("{base}/")).await;
     measure(&browser).await;
     let mut warm = Vec::new();
@@ -105,12 +95,18 @@ async fn run(conversations: usize, runs: usize) {
     browser.quit().await;
 
     println!("\nload of / with {conversations} conversations, medians of {runs} runs (ms from navigation start):");
-    println!("{:<6} {:>12} {:>12} {:>16}", "", "first paint", "DOM loaded", "list interactive");
+    println!(
+        "{:<6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>16}",
+        "", "first paint", "DOM loaded", "session", "feed open", "list page", "list interactive"
+    );
     for (name, samples) in [("cold", &cold), ("warm", &warm)] {
         println!(
-            "{name:<6} {:>12.1} {:>12.1} {:>16.1}",
+            "{name:<6} {:>12.1} {:>12.1} {:>10.1} {:>10.1} {:>10.1} {:>16.1}",
             median(samples.iter().map(|s| s.first_paint)),
             median(samples.iter().map(|s| s.dom_loaded)),
+            median(samples.iter().map(|s| s.session)),
+            median(samples.iter().map(|s| s.feed)),
+            median(samples.iter().map(|s| s.list)),
             median(samples.iter().map(|s| s.interactive)),
         );
     }
@@ -125,6 +121,10 @@ fn total() -> usize {
 
 struct Sample {
     first_paint: f64,
+    /// The session known, the live feed open, the first page of the list rendered.
+    session: f64,
+    feed: f64,
+    list: f64,
     dom_loaded: f64,
     interactive: f64,
 }
@@ -137,8 +137,10 @@ async fn measure(browser: &Browser) -> Sample {
              if (d.ready !== 'list') return null;
              const paints = Object.fromEntries(performance.getEntriesByType('paint').map(p => [p.name, p.startTime]));
              const nav = performance.getEntriesByType('navigation')[0];
+             const mark = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
              return { ready: Number(d.readyMs), paint: paints['first-paint'] ?? paints['first-contentful-paint'] ?? null,
-                      dom: nav ? nav.domContentLoadedEventEnd : null };",
+                      dom: nav ? nav.domContentLoadedEventEnd : null,
+                      session: mark('parley:session'), feed: mark('parley:feed'), list: mark('parley:list') };",
             &[],
             Duration::from_secs(60),
         )
@@ -146,6 +148,9 @@ async fn measure(browser: &Browser) -> Sample {
     let number = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     Sample {
         first_paint: number(&value["paint"]),
+        session: number(&value["session"]),
+        feed: number(&value["feed"]),
+        list: number(&value["list"]),
         dom_loaded: number(&value["dom"]),
         interactive: number(&value["ready"]),
     }
@@ -161,24 +166,21 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 }
 }
 
-/// The session cookie's value, signed in with the API token.
-async fn sign_in(client: &reqwest::Client, base: &str) -> String {
-    let response = client
-        .post(format!("{base}/api/session"))
-        .header("content-type", "application/json")
-        .body(json!({ "token": API_TOKEN }).to_string())
-        .send()
+/// Signs the browser in from a page of the daemon's that loads nothing else (`/health`), so
+/// that the inbox's own files are not cached yet: the session cookie is set by the API's answer.
+async fn sign_in(browser: &Browser, base: &str) {
+    browser.goto(&format!("{base}/health")).await;
+    let status = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/api/session', { method: 'POST', headers: { 'content-type': 'application/json' },
+                                     body: JSON.stringify({ token: arguments[0] }) }).then(r => done(r.status), () => done(0));",
+            vec![json!(API_TOKEN)],
+        )
         .await
         .expect("sign in");
-    assert_eq!(response.status(), 200, "sign in");
-    let cookie =
-        response.headers().get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie").to_owned();
-    cookie
-        .split(';')
-        .next()
-        .and_then(|pair| pair.split_once('='))
-        .map(|(_, value)| value.to_owned())
-        .expect("name=value")
+    assert_eq!(status, json!(200), "sign in");
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {

@@ -50,6 +50,7 @@ async function start() {
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) $("signin-note").textContent = error.message;
   }
+  performance.mark("parley:session");
   if (session) await enter(session);
   else showSignIn("");
 }
@@ -105,8 +106,10 @@ async function enter(session) {
   document.documentElement.dataset.ready = "loading";
   watchExpiry(session?.expires_at);
   await feed.start();
+  performance.mark("parley:feed");
   const channels = loadChannels();
   await list.reload();
+  performance.mark("parley:list");
   await channels;
   if (!state.signedIn) return;
   document.documentElement.dataset.ready = "list";

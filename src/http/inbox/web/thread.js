@@ -143,6 +143,8 @@ export class Thread {
     const id = this.openId;
     if (!id || this.loading) return;
     this.loading = true;
+    // Pages are not news: screen readers announce only messages that arrive live.
+    this.list.setAttribute("aria-busy", "true");
     this.status.textContent = "Loading messages…";
     let page;
     try {
@@ -150,12 +152,14 @@ export class Thread {
     } catch (error) {
       if (generation === this.generation) {
         this.loading = false;
+        this.list.removeAttribute("aria-busy");
         this.status.textContent = error instanceof ApiError ? error.message : "Messages could not be loaded.";
       }
       return;
     }
     if (generation !== this.generation) return;
     this.loading = false;
+    this.list.removeAttribute("aria-busy");
     const older = (page.messages || []).slice().reverse(); // the API pages newest first
     const height = this.scroller.scrollHeight;
     const top = this.scroller.scrollTop;
