@@ -44,6 +44,9 @@ onSignedOut(() => signedOut("Your session has ended. Sign in again to go on."));
 // Signing in and out
 
 async function start() {
+  // The session check and the live feed at once: a signed-in operator waits for one round trip
+  // before the list is asked for, not two. Signed out, the stream is refused and closed.
+  const opening = feed.start();
   let session = null;
   try {
     session = (await get("/api/session", { quiet401: true }))?.session;
@@ -51,8 +54,11 @@ async function start() {
     if (!(error instanceof ApiError && error.status === 401)) $("signin-note").textContent = error.message;
   }
   performance.mark("parley:session");
-  if (session) await enter(session);
-  else showSignIn("");
+  if (session) await enter(session, opening);
+  else {
+    feed.stop();
+    showSignIn("");
+  }
 }
 
 function showSignIn(note) {
@@ -98,14 +104,14 @@ $("signout").addEventListener("click", async () => {
 });
 
 /** Shows the inbox: the live feed first (so nothing that happens while the list loads is lost), then the list. */
-async function enter(session) {
+async function enter(session, opening = null) {
   state.signedIn = true;
   $("signin").hidden = true;
   $("signin-error").textContent = "";
   $("inbox").hidden = false;
   document.documentElement.dataset.ready = "loading";
   watchExpiry(session?.expires_at);
-  await feed.start();
+  await (opening ?? feed.start());
   performance.mark("parley:feed");
   const channels = loadChannels();
   await list.reload();

@@ -43,6 +43,8 @@ export class Feed {
   /** Opens the stream (live only at first); resolves once it is open or after `waitMs`. */
   start(waitMs = 500) {
     this.stopped = false;
+    this.broken = false;
+    this.backoff = FIRST_BACKOFF_MS;
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, waitMs);
       this.open(() => {
