@@ -417,3 +417,73 @@ async fn screenshots_of_the_thread_on_a_desktop_and_a_phone() {
         assert!(std::fs::metadata(&shot).map(|m| m.len() > 1000).unwrap_or(false), "{}", shot.display());
     }
 }
+
+#[tokio::test]
+async fn the_list_searches_filters_by_platform_and_works_by_keyboard() {
+    let inbox = Inbox::start();
+    inbox.customer_writes("wamid.keys.1", "Maria Silva", "Order 1182 is late").await;
+    let messenger = messenger_text_from("7212345678900009", "m_keys_1", "Is the blue shirt in size M?");
+    let (status, body) = post_signed(&inbox.client, &inbox.daemon, "facebook", &messenger).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post_signed(&inbox.client, &inbox.daemon, "viber", &viber_inbound()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let browser = Browser::start(1280, 800).await;
+    sign_in(&browser, &inbox).await;
+    let count = "return document.querySelectorAll('#conversations li').length";
+    browser.wait_for("three conversations", &format!("{count} === 3"), &[], PATIENCE).await;
+    let set = |id: &'static str, value: &'static str, event: &'static str| {
+        format!("const e = document.getElementById('{id}'); e.{value}; e.dispatchEvent(new Event('{event}'));")
+    };
+
+    // Search (the server's `q=`, case-insensitive), then back to everything.
+    browser.js(&set("search", "value = 'BLUE SHIRT'", "input"), vec![]).await;
+    browser
+        .wait_for(
+            "only the matching conversation",
+            &format!("{count} === 1 && document.querySelector('#conversations li').textContent.includes('blue shirt')"),
+            &[],
+            PATIENCE,
+        )
+        .await;
+    browser.js(&set("search", "value = ''", "input"), vec![]).await;
+    browser.wait_for("all three again", &format!("{count} === 3"), &[], PATIENCE).await;
+
+    // One platform only.
+    browser.js(&set("platform-filter", "value = 'viber'", "change"), vec![]).await;
+    browser
+        .wait_for(
+            "only the Viber conversation",
+            &format!("{count} === 1 && document.querySelector('#conversations li .mark').getAttribute('aria-label') === 'Viber'"),
+            &[],
+            PATIENCE,
+        )
+        .await;
+    browser.js(&set("platform-filter", "value = ''", "change"), vec![]).await;
+    browser.wait_for("all three again", &format!("{count} === 3"), &[], PATIENCE).await;
+
+    // The keyboard: the list's first item takes focus, the arrow moves, Enter opens and puts the
+    // cursor in the composer.
+    browser.js("document.querySelector('#conversations li').focus()", vec![]).await;
+    let second = browser.js("return document.querySelectorAll('#conversations li')[1].dataset.id", vec![]).await;
+    let focused = browser.client.active_element().await.expect("a focused element");
+    focused.send_keys("\u{E015}").await.expect("arrow down");
+    let now_focused = browser.js("return document.activeElement.dataset.id", vec![]).await;
+    assert_eq!(now_focused, second, "the arrow moves to the next conversation");
+    browser.client.active_element().await.expect("a focused element").send_keys("\u{E007}").await.expect("enter");
+    browser
+        .wait_for(
+            "the composer to take the focus",
+            "return document.activeElement && document.activeElement.id === 'reply-text'",
+            &[],
+            PATIENCE,
+        )
+        .await;
+    let selected =
+        browser.js("return document.querySelector('#conversations li[aria-selected=true]').dataset.id", vec![]).await;
+    assert_eq!(selected, second);
+    let tab_stops =
+        browser.js("return document.querySelectorAll('#conversations li[tabindex=\"0\"]').length", vec![]).await;
+    assert_eq!(tab_stops, json!(1), "one item of the list is in the tab order");
+    browser.quit().await;
+}
