@@ -4,8 +4,12 @@
 //! Run by hand, never in CI:
 //!
 //! ```text
-//! cargo bench --bench inbox -- [--conversations N] [--runs N]
+//! cargo bench --bench inbox -- [--conversations N] [--runs N] [--binary PATH]...
 //! ```
+//!
+//! `--binary` (repeatable) measures other builds of the daemon (the page is compiled into the
+//! binary) one after the other in the same run, for a before/after comparison; the default is
+//! this build.
 //!
 //! The store is filled with `--conversations` (10,000) WhatsApp conversations through signed
 //! webhooks. Then, `--runs` (10) times each:
@@ -37,82 +41,114 @@ const API_TOKEN: &str = "bench-api-token-7c2e";
 /// Conversations per webhook body (one message each).
 const PER_BODY: usize = 100;
 
-const USAGE: &str = "usage: cargo bench --bench inbox -- [--conversations N] [--runs N]";
+const USAGE: &str = "usage: cargo bench --bench inbox -- [--conversations N] [--runs N] [--binary PATH]...";
 
 fn main() {
     let mut conversations = 10_000;
     let mut runs = 10;
+    let mut binaries = Vec::new();
     let pairs = flag_pairs(std::env::args().skip(1)).unwrap_or_else(|e| panic!("{e}\n{USAGE}"));
     for (flag, value) in pairs {
         match flag.as_str() {
             "--conversations" => conversations = positive(&flag, &value).unwrap_or_else(|e| panic!("{e}")),
             "--runs" => runs = positive(&flag, &value).unwrap_or_else(|e| panic!("{e}")),
+            "--binary" => binaries.push(std::path::PathBuf::from(value)),
             _ => panic!("unknown option {flag}\n{USAGE}"),
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(run(conversations, runs));
+    if binaries.is_empty() {
+        binaries.push(Daemon::release_binary());
+    }
+    runtime.block_on(run(&binaries, conversations, runs));
 }
 
-async fn run(conversations: usize, runs: usize) {
-    let daemon =
-        Daemon::start(&Daemon::release_binary(), |store| ingest_config(store, WHATSAPP_SECRET, PHONE_NUMBER_ID));
-    let base = format!("http://{}", daemon.addr);
+/// One daemon per binary, each on its own store of `conversations`; then `runs` cold loads and
+/// `runs` warm reloads of each, alternating between the binaries run by run (so that the host's
+/// load falls on all of them alike), and the medians.
+async fn run(binaries: &[std::path::PathBuf], conversations: usize, runs: usize) {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-
-    let filling = Instant::now();
-    fill(&client, &base, conversations).await;
-    let (status, page) = get_json(&client, &format!("{base}/api/conversations?limit=1")).await;
-    assert_eq!(status, 200, "{page}");
-    println!(
-        "store: {conversations} conversations filled in {:.1} s (newest: {})",
-        filling.elapsed().as_secs_f64(),
-        page["conversations"][0]["contact_name"]
-    );
-    println!("assets: {} bytes ({:.1} KiB) uncompressed, page and every asset", total(), total() as f64 / 1024.0);
-
-    let mut cold = Vec::new();
-    for _ in 0..runs {
-        let browser = Browser::start(1280, 800).await;
-        sign_in(&browser, &base).await;
-        browser.goto(&format!("{base}/")).await;
-        cold.push(measure(&browser).await);
-        browser.quit().await;
-    }
-
-    let browser = Browser::start(1280, 800).await;
-    sign_in(&browser, &base).await;
-    browser.goto(&format!("{base}/")).await;
-    measure(&browser).await;
-    let mut warm = Vec::new();
-    for _ in 0..runs {
-        browser.client.refresh().await.expect("reload");
-        warm.push(measure(&browser).await);
-    }
-    let shown = browser.js("return document.querySelectorAll('#conversations li').length", vec![]).await;
-    let focused =
-        browser.js("return document.activeElement && document.activeElement.getAttribute('role')", vec![]).await;
-    browser.quit().await;
-
-    println!("\nload of / with {conversations} conversations, medians of {runs} runs (ms from navigation start):");
-    println!(
-        "{:<6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>16}",
-        "", "first paint", "DOM loaded", "session", "feed open", "list page", "list interactive"
-    );
-    for (name, samples) in [("cold", &cold), ("warm", &warm)] {
+    let mut daemons = Vec::new();
+    for binary in binaries {
+        let daemon = Daemon::start(binary, |store| ingest_config(store, WHATSAPP_SECRET, PHONE_NUMBER_ID));
+        let base = format!("http://{}", daemon.addr);
+        let filling = Instant::now();
+        fill(&client, &base, conversations).await;
+        let (status, page) = get_json(&client, &format!("{base}/api/conversations?limit=1")).await;
+        assert_eq!(status, 200, "{page}");
         println!(
-            "{name:<6} {:>12.1} {:>12.1} {:>10.1} {:>10.1} {:>10.1} {:>16.1}",
-            median(samples.iter().map(|s| s.first_paint)),
-            median(samples.iter().map(|s| s.dom_loaded)),
-            median(samples.iter().map(|s| s.session)),
-            median(samples.iter().map(|s| s.feed)),
-            median(samples.iter().map(|s| s.list)),
-            median(samples.iter().map(|s| s.interactive)),
+            "{}: {conversations} conversations filled in {:.1} s (newest: {})",
+            binary.display(),
+            filling.elapsed().as_secs_f64(),
+            page["conversations"][0]["contact_name"]
         );
+        daemons.push((daemon, base));
     }
-    println!("(list items rendered at interactive: {shown}; focus on an element of role {focused})");
-    println!("targets: list interactive under 300 ms, assets under 150 KiB uncompressed");
-    daemon.print_log_tail(5);
+    println!(
+        "assets of this build: {} bytes ({:.1} KiB) uncompressed, page and every asset",
+        total(),
+        total() as f64 / 1024.0
+    );
+
+    let mut cold: Vec<Vec<Sample>> = binaries.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (i, (_, base)) in daemons.iter().enumerate() {
+            let browser = Browser::start(1280, 800).await;
+            sign_in(&browser, base).await;
+            browser.goto(&format!("{base}/")).await;
+            cold[i].push(measure(&browser).await);
+            browser.quit().await;
+        }
+    }
+    let mut warm: Vec<Vec<Sample>> = binaries.iter().map(|_| Vec::new()).collect();
+    let mut browsers = Vec::new();
+    for (_, base) in &daemons {
+        let browser = Browser::start(1280, 800).await;
+        sign_in(&browser, base).await;
+        browser.goto(&format!("{base}/")).await;
+        measure(&browser).await;
+        browsers.push(browser);
+    }
+    for _ in 0..runs {
+        for (i, browser) in browsers.iter().enumerate() {
+            browser.client.refresh().await.expect("reload");
+            warm[i].push(measure(browser).await);
+        }
+    }
+    let mut interactive = Vec::new();
+    for (i, browser) in browsers.into_iter().enumerate() {
+        let shown = browser.js("return document.querySelectorAll('#conversations li').length", vec![]).await;
+        let focused =
+            browser.js("return document.activeElement && document.activeElement.getAttribute('role')", vec![]).await;
+        browser.quit().await;
+        println!("\n== {}", binaries[i].display());
+        println!("load of / with {conversations} conversations, medians of {runs} runs (ms from navigation start):");
+        println!(
+            "{:<6} {:>12} {:>12} {:>10} {:>10} {:>10} {:>16}",
+            "", "first paint", "DOM loaded", "session", "feed open", "list page", "list interactive"
+        );
+        for (name, samples) in [("cold", &cold[i]), ("warm", &warm[i])] {
+            println!(
+                "{name:<6} {:>12.1} {:>12.1} {:>10.1} {:>10.1} {:>10.1} {:>16.1}",
+                median(samples.iter().map(|s| s.first_paint)),
+                median(samples.iter().map(|s| s.dom_loaded)),
+                median(samples.iter().map(|s| s.session)),
+                median(samples.iter().map(|s| s.feed)),
+                median(samples.iter().map(|s| s.list)),
+                median(samples.iter().map(|s| s.interactive)),
+            );
+        }
+        println!("(list items rendered at interactive: {shown}; focus on an element of role {focused})");
+        interactive
+            .push((median(cold[i].iter().map(|s| s.interactive)), median(warm[i].iter().map(|s| s.interactive))));
+    }
+    println!("\ntargets: list interactive under 300 ms, assets under 150 KiB uncompressed");
+    if let [(cold_a, warm_a), (cold_b, warm_b), ..] = interactive.as_slice() {
+        println!("list interactive, second binary / first: cold {:.2}, warm {:.2}", cold_b / cold_a, warm_b / warm_a);
+    }
+    for (daemon, _) in &daemons {
+        daemon.print_log_tail(3);
+    }
 }
 
 fn total() -> usize {

@@ -47,6 +47,7 @@ async function start() {
   // The session check and the live feed at once: a signed-in operator waits for one round trip
   // before the list is asked for, not two. Signed out, the stream is refused and closed.
   const opening = feed.start();
+  const firstPage = list.prefetch();
   let session = null;
   try {
     session = (await get("/api/session", { quiet401: true }))?.session;
@@ -54,7 +55,7 @@ async function start() {
     if (!(error instanceof ApiError && error.status === 401)) $("signin-note").textContent = error.message;
   }
   performance.mark("parley:session");
-  if (session) await enter(session, opening);
+  if (session) await enter(session, opening, firstPage);
   else {
     feed.stop();
     showSignIn("");
@@ -104,19 +105,30 @@ $("signout").addEventListener("click", async () => {
 });
 
 /** Shows the inbox: the live feed first (so nothing that happens while the list loads is lost), then the list. */
-async function enter(session, opening = null) {
+async function enter(session, opening = null, firstPage = null) {
   state.signedIn = true;
   $("signin").hidden = true;
   $("signin-error").textContent = "";
   $("inbox").hidden = false;
   document.documentElement.dataset.ready = "loading";
   watchExpiry(session?.expires_at);
-  await (opening ?? feed.start());
-  performance.mark("parley:feed");
-  const channels = loadChannels();
-  await list.reload();
-  performance.mark("parley:list");
-  await channels;
+  // The banner and the composer's limits follow when the channels answer; the list does not wait.
+  loadChannels();
+  if (firstPage) {
+    // Asked for at start, alongside the feed: shown at once, then made good against the feed
+    // (asked again once the feed is open; events held until then).
+    await list.reload(firstPage, { holdUntilRefreshed: true });
+    performance.mark("parley:list");
+    opening.then(() => {
+      performance.mark("parley:feed");
+      return list.refreshFirstPage();
+    });
+  } else {
+    await (opening ?? feed.start());
+    performance.mark("parley:feed");
+    await list.reload();
+    performance.mark("parley:list");
+  }
   if (!state.signedIn) return;
   document.documentElement.dataset.ready = "list";
   document.documentElement.dataset.readyMs = performance.now().toFixed(1);

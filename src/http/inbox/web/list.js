@@ -33,16 +33,56 @@ export class ConversationList {
     setInterval(() => this.refreshTimes(), 30_000);
   }
 
-  /** Empties the list and loads its first page with the current filters. */
-  reload() {
+  /** The first page's request with the current filters. */
+  firstPageRequest(options) {
+    const { platform, unread, q } = this.filters;
+    return get(`/api/conversations${query({ limit: PAGE, platform, unread: unread && "true", q })}`, options);
+  }
+
+  /**
+   * The first page asked for ahead of `reload` (at start, together with the session check and
+   * the live feed); resolves to null when it failed, and `reload` asks again.
+   */
+  prefetch() {
+    return this.firstPageRequest({ quiet401: true }).catch(() => null);
+  }
+
+  /**
+   * Empties the list and loads its first page with the current filters (or shows `prefetched`).
+   * With `holdUntilRefreshed`, feed events are held after the page is shown until
+   * `refreshFirstPage` has run: the page came from before the feed was open.
+   */
+  reload(prefetched = null, { holdUntilRefreshed = false } = {}) {
     this.generation += 1;
     this.entries.clear();
     this.list.replaceChildren();
     this.next = null;
     this.loading = false;
     this.held = [];
-    this.firstPage = this.loadPage(null);
+    this.holdUntilRefreshed = holdUntilRefreshed;
+    this.firstPage = this.loadPage(null, prefetched);
     return this.firstPage;
+  }
+
+  /**
+   * Asks for the first page again and applies it, then what the feed brought meanwhile: used
+   * when the page shown was asked for before the live feed was open, so that nothing that changed
+   * in between is missed (the feed has everything after this page's request).
+   */
+  async refreshFirstPage() {
+    const generation = this.generation;
+    let page = null;
+    try {
+      page = await this.firstPageRequest();
+    } catch {
+      page = null; // shown as it was; the held events still apply
+    }
+    if (generation !== this.generation) return;
+    this.holdUntilRefreshed = false;
+    const held = this.held || [];
+    this.held = null;
+    for (const conversation of page?.conversations || []) this.place(conversation);
+    for (const conversation of held) this.place(conversation);
   }
 
   setFilters(filters) {
@@ -50,14 +90,15 @@ export class ConversationList {
     return this.reload();
   }
 
-  async loadPage(before) {
+  async loadPage(before, prefetched = null) {
     const generation = this.generation;
     this.loading = true;
     this.status.textContent = "Loading…";
     const { platform, unread, q } = this.filters;
     let page;
     try {
-      page = await get(`/api/conversations${query({ limit: PAGE, before, platform, unread: unread && "true", q })}`);
+      page = (prefetched && (await prefetched)) ||
+        (await get(`/api/conversations${query({ limit: PAGE, before, platform, unread: unread && "true", q })}`));
     } catch (error) {
       if (generation !== this.generation) return;
       this.loading = false;
@@ -85,9 +126,10 @@ export class ConversationList {
   }
 
   releaseHeld() {
+    if (this.holdUntilRefreshed) return;
     const held = this.held || [];
     this.held = null;
-    for (const conversation of held) this.upsert(conversation);
+    for (const conversation of held) this.place(conversation);
   }
 
   updateStatus() {
@@ -129,6 +171,11 @@ export class ConversationList {
       this.held.push(conversation);
       return;
     }
+    this.place(conversation);
+  }
+
+  /** `upsert` now, held or not. */
+  place(conversation) {
     const existing = this.entries.get(conversation.id);
     if (!this.matches(conversation)) {
       if (existing) this.remove(conversation.id);
