@@ -23,7 +23,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// daemon is where the page expects it).
 struct Inbox {
     daemon: Daemon,
-    _sandbox: Sandbox,
+    sandbox: Sandbox,
     client: reqwest::Client,
 }
 
@@ -39,7 +39,19 @@ impl Inbox {
         let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
         let sandbox_addr = sandbox.addr.clone();
         let daemon = Daemon::start_with(|store| loop_config(store, port, &sandbox_addr, Rates::default()));
-        Inbox { daemon, _sandbox: sandbox, client: client() }
+        Inbox { daemon, sandbox, client: client() }
+    }
+
+    /// The sandbox answers the next `count` requests to `platform` with a fault of `kind`.
+    async fn fault(&self, platform: &str, kind: &str, count: u32) {
+        let response = self
+            .client
+            .post(self.sandbox.url("/_sandbox/faults"))
+            .json(&json!({ "platform": platform, "kind": kind, "count": count }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
     }
 
     fn page(&self) -> String {
@@ -485,5 +497,45 @@ async fn the_list_searches_filters_by_platform_and_works_by_keyboard() {
     let tab_stops =
         browser.js("return document.querySelectorAll('#conversations li[tabindex=\"0\"]').length", vec![]).await;
     assert_eq!(tab_stops, json!(1), "one item of the list is in the tab order");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn a_refused_reply_shows_the_platforms_reason_and_a_rejected_token_raises_the_banner() {
+    let inbox = Inbox::start();
+    let browser = Browser::start(1280, 800).await;
+    sign_in(&browser, &inbox).await;
+    inbox.customer_writes("wamid.refused.1", "Ana", "Can you call me?").await;
+    open_conversation(&browser, "Can you call me?", "Can you call me?").await;
+    let banner_shown = browser.js("return !document.getElementById('banner').hidden", vec![]).await;
+    assert_eq!(banner_shown, json!(false), "every channel is ready: no banner");
+
+    // WhatsApp refuses the reply for good: it is marked failed, with the platform's reason.
+    inbox.fault("whatsapp", "permanent", 1).await;
+    browser.type_into("#reply-text", "We will call you at 5.\u{E007}").await;
+    wait_text(&browser, "#messages li.outbound", "We will call you at 5.", Duration::from_secs(5)).await;
+    let failure = browser
+        .wait_for(
+            "the reply to be marked failed with a reason",
+            "const li = [...document.querySelectorAll('#messages li.outbound')].find(e => e.textContent.includes('call you at 5'));
+             const note = li && li.dataset.status === 'failed' && li.querySelector('.failure');
+             return note ? note.textContent : null",
+            &[],
+            PATIENCE,
+        )
+        .await
+        .0;
+    let conversation = inbox.conversation_id().await;
+    let stored = inbox.messages(&conversation).await;
+    let reason = stored.iter().find(|m| m["direction"] == "outbound").unwrap()["error"]["message"].clone();
+    let reason = reason.as_str().expect("the failed reply has the platform's reason");
+    let shown = failure.as_str().unwrap();
+    assert!(shown.starts_with("Not delivered") && shown.contains(reason), "shown {shown:?}, stored {reason:?}");
+
+    // The token is rejected (WhatsApp's cannot be refreshed): the channel is not ready, and the
+    // page says so without a reload.
+    inbox.fault("whatsapp", "expired_token", 5).await;
+    browser.type_into("#reply-text", "Are you there?\u{E007}").await;
+    wait_text(&browser, "#banner", "WhatsApp is not ready", PATIENCE).await;
     browser.quit().await;
 }
