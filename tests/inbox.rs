@@ -42,16 +42,8 @@ impl Inbox {
         Inbox { daemon, sandbox, client: client() }
     }
 
-    /// The sandbox answers the next `count` requests to `platform` with a fault of `kind`.
     async fn fault(&self, platform: &str, kind: &str, count: u32) {
-        let response = self
-            .client
-            .post(self.sandbox.url("/_sandbox/faults"))
-            .json(&json!({ "platform": platform, "kind": kind, "count": count }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        self.sandbox.fault(&self.client, platform, kind, count).await;
     }
 
     fn page(&self) -> String {

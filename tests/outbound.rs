@@ -113,14 +113,7 @@ impl Loop {
     }
 
     async fn fault(&self, platform: &str, kind: &str, count: u32) {
-        let response = self
-            .client
-            .post(self.sandbox.url("/_sandbox/faults"))
-            .json(&json!({ "platform": platform, "kind": kind, "count": count }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        self.sandbox.fault(&self.client, platform, kind, count).await;
     }
 
     async fn conversation_of(&self, platform: &str) -> String {

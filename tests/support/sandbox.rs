@@ -69,6 +69,17 @@ impl Sandbox {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// The sandbox answers the next `count` requests to `platform` with a fault of `kind`.
+    pub async fn fault(&self, client: &reqwest::Client, platform: &str, kind: &str, count: u32) {
+        let response = client
+            .post(self.url("/_sandbox/faults"))
+            .json(&serde_json::json!({ "platform": platform, "kind": kind, "count": count }))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        assert_eq!(response.status(), 200, "the sandbox took the fault");
+    }
 }
 
 impl Drop for Sandbox {
