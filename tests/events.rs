@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::sandbox::{Rates, Sandbox, loop_config};
+use support::sandbox::{Rates, Sandbox, start_loop};
 use support::*;
 use tokio::sync::Mutex;
 
@@ -294,19 +294,7 @@ struct Loop {
 
 impl Loop {
     fn start() -> Loop {
-        let daemon_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox_config = dir.path().join("sandbox.toml");
-        std::fs::write(
-            &sandbox_config,
-            loop_config(&dir.path().join("unused"), daemon_port, "127.0.0.1:9", Rates::default()),
-        )
-        .unwrap();
-        let parley_url = format!("http://127.0.0.1:{daemon_port}");
-        let args = ["--parley-url", parley_url.as_str(), "--delivery-delay-ms", "30", "--read-delay-ms", "80"];
-        let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
-        let sandbox_addr = sandbox.addr.clone();
-        let daemon = Daemon::start_with(|store| loop_config(store, daemon_port, &sandbox_addr, Rates::default()));
+        let (daemon, sandbox) = start_loop(Rates::default(), &["--delivery-delay-ms", "30", "--read-delay-ms", "80"]);
         Loop { daemon, sandbox, client: client() }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::browser::{Browser, target_dir};
-use support::sandbox::{Rates, Sandbox, loop_config};
+use support::sandbox::{Rates, Sandbox, start_loop};
 use support::*;
 
 const CUSTOMER: &str = "5511987654321";
@@ -29,16 +29,7 @@ struct Inbox {
 
 impl Inbox {
     fn start() -> Inbox {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox_config = dir.path().join("sandbox.toml");
-        std::fs::write(&sandbox_config, loop_config(&dir.path().join("unused"), port, "127.0.0.1:9", Rates::default()))
-            .unwrap();
-        let parley_url = format!("http://127.0.0.1:{port}");
-        let args = ["--parley-url", parley_url.as_str(), "--delivery-delay-ms", "200", "--read-delay-ms", "600"];
-        let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
-        let sandbox_addr = sandbox.addr.clone();
-        let daemon = Daemon::start_with(|store| loop_config(store, port, &sandbox_addr, Rates::default()));
+        let (daemon, sandbox) = start_loop(Rates::default(), &["--delivery-delay-ms", "200", "--read-delay-ms", "600"]);
         Inbox { daemon, sandbox, client: client() }
     }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::sandbox::{LI_TOKEN, PAGE_TOKEN, Rates, Sandbox, loop_config};
+use support::sandbox::{LI_TOKEN, PAGE_TOKEN, Rates, Sandbox, loop_config, start_loop};
 use support::*;
 
 const WA_USER: &str = "5511987654321";
@@ -29,18 +29,9 @@ struct Loop {
 
 impl Loop {
     fn start(rates: Rates, sandbox_args: &[&str]) -> Loop {
-        // The sandbox must know where to post receipts before the daemon exists: reserve a port.
-        let daemon_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox_config = dir.path().join("sandbox.toml");
-        std::fs::write(&sandbox_config, loop_config(&dir.path().join("unused"), daemon_port, "127.0.0.1:9", rates))
-            .unwrap();
-        let parley_url = format!("http://127.0.0.1:{daemon_port}");
-        let mut args = vec!["--parley-url", parley_url.as_str(), "--delivery-delay-ms", "30", "--read-delay-ms", "80"];
+        let mut args = vec!["--delivery-delay-ms", "30", "--read-delay-ms", "80"];
         args.extend_from_slice(sandbox_args);
-        let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
-        let sandbox_addr = sandbox.addr.clone();
-        let daemon = Daemon::start_with(|store| loop_config(store, daemon_port, &sandbox_addr, rates));
+        let (daemon, sandbox) = start_loop(rates, &args);
         Loop { daemon, sandbox, client: client(), wrote: Default::default() }
     }
 

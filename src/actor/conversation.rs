@@ -297,6 +297,21 @@ pub struct ConversationState {
     retention: Duration,
 }
 
+/// Forgets the given-up deliveries of events the log no longer holds (they can be neither listed
+/// nor replayed), at most `PRUNE_BATCH`, and tells each receiver's worker to lower its count.
+/// Returns how many were forgotten.
+fn forget_given_up_deliveries(store: &Store) -> Result<u64, StoreError> {
+    let oldest = store.oldest_event_seq()?.unwrap_or(0);
+    let mut total = 0;
+    for (name, count) in store.prune_failed_deliveries(oldest, PRUNE_BATCH)? {
+        total += count;
+        if let Some(worker) = super::receiver::receiver_actor(&name) {
+            let _ = worker.cast(super::receiver::ReceiverMsg::FailedForgotten { before: oldest, count });
+        }
+    }
+    Ok(total)
+}
+
 impl ConversationState {
     /// The store, when it takes writes now.
     fn writable(&self) -> Option<&Store> {
@@ -515,26 +530,16 @@ impl ConversationState {
         }
     }
 
-    /// Prunes events past the retention, a batch at a time (see `PRUNE_BATCH`).
+    /// Prunes events past the retention, a batch at a time (see `PRUNE_BATCH`), and the given-up
+    /// deliveries of events no longer kept ([`forget_given_up_deliveries`]).
     fn prune_events(&mut self, myself: &ActorRef<ConversationMsg>) {
         let mut next = PRUNE_EVERY;
         if let Some(store) = self.writable().cloned() {
             let retention_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
             let before = Timestamp::from_millis(Timestamp::now().as_millis().saturating_sub(retention_ms));
-            let pruned = store.prune_events(before, PRUNE_BATCH).and_then(|removed| {
-                // Given-up deliveries of events no longer kept go with them (they can be neither
-                // listed nor replayed); each receiver's worker is told, to lower its count.
-                let oldest = store.oldest_event_seq()?.unwrap_or(0);
-                let forgotten = store.prune_failed_deliveries(oldest, PRUNE_BATCH)?;
-                let forgotten_total: u64 = forgotten.iter().map(|(_, n)| n).sum();
-                for (name, count) in forgotten {
-                    if let Some(worker) = crate::actor::receiver::receiver_actor(&name) {
-                        let _ =
-                            worker.cast(crate::actor::receiver::ReceiverMsg::FailedForgotten { before: oldest, count });
-                    }
-                }
-                Ok((removed, forgotten_total))
-            });
+            let pruned = store
+                .prune_events(before, PRUNE_BATCH)
+                .and_then(|removed| Ok((removed, forget_given_up_deliveries(&store)?)));
             match pruned {
                 Ok((removed, forgotten)) if removed == PRUNE_BATCH || forgotten == PRUNE_BATCH as u64 => {
                     next = PRUNE_AGAIN;

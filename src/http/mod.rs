@@ -34,7 +34,9 @@ use tokio::sync::Semaphore;
 
 pub use self::connections::{ConnectionCounters, ConnectionLimits, accept_loop, bind};
 use self::response::Body;
-use crate::actor::{ChannelMsg, ChannelStatus, ConversationMsg, StoreStatus, channel_actor, conversation_actor};
+use crate::actor::{
+    ChannelMsg, ChannelStatus, ConversationMsg, StoreAvailability, StoreStatus, channel_actor, conversation_actor,
+};
 use crate::config::Config;
 use crate::feed::FeedHub;
 use crate::metrics::Metrics;
@@ -259,7 +261,9 @@ async fn channels(state: &HttpState) -> Response<Body> {
         })
         .collect();
     let store = match store_status().await {
-        Some(status) => json!({ "ready": status.availability.label() == "up", "reason": status.reason }),
+        Some(status) => {
+            json!({ "ready": matches!(status.availability, StoreAvailability::Up), "reason": status.reason })
+        }
         None => json!({ "ready": false, "reason": "the conversation actor is not running or does not answer" }),
     };
     response::json(StatusCode::OK, &json!({ "channels": channels, "store": store }))

@@ -96,6 +96,24 @@ impl Drop for Sandbox {
 pub const PAGE_TOKEN: &str = "test-page-token";
 pub const LI_TOKEN: &str = "test-linkedin-token";
 
+/// A daemon and a sandbox, each pointed at the other: the sandbox answers the daemon's sends and
+/// posts its receipts back to it (`sandbox_args` add to `--parley-url`: delays, faults, ...).
+pub fn start_loop(rates: Rates, sandbox_args: &[&str]) -> (super::Daemon, Sandbox) {
+    // The sandbox must know where to post receipts before the daemon exists: reserve a port.
+    let daemon_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox_config = dir.path().join("sandbox.toml");
+    std::fs::write(&sandbox_config, loop_config(&dir.path().join("unused"), daemon_port, "127.0.0.1:9", rates))
+        .unwrap();
+    let parley_url = format!("http://127.0.0.1:{daemon_port}");
+    let mut args = vec!["--parley-url", parley_url.as_str()];
+    args.extend_from_slice(sandbox_args);
+    let sandbox = Sandbox::start_owning(&sandbox_config, &args, dir);
+    let sandbox_addr = sandbox.addr.clone();
+    let daemon = super::Daemon::start_with(|store| loop_config(store, daemon_port, &sandbox_addr, rates));
+    (daemon, sandbox)
+}
+
 /// Knobs a test turns.
 #[derive(Clone, Copy)]
 pub struct Rates {
