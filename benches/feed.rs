@@ -52,7 +52,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MEMORY_WEBHOOKS: u64 = 1000;
 
 const USAGE: &str = "usage: cargo bench --bench feed -- [--scenario latency|throughput|memory|all] [--clients N] \
-[--rate R] [--duration SECS] [--warmup SECS] [--connections N] [--concurrency N] [--memory-clients N] [--types LIST]";
+[--rate R] [--duration SECS] [--warmup SECS] [--connections N] [--concurrency N] [--memory-clients N] [--types LIST] [--binary PATH]";
 
 #[derive(Debug)]
 struct Options {
@@ -67,6 +67,8 @@ struct Options {
     concurrency: usize,
     memory_clients: usize,
     types: Option<String>,
+    /// The daemon to measure (another build, e.g. an older one, with the same config).
+    binary: std::path::PathBuf,
 }
 
 impl Options {
@@ -83,6 +85,7 @@ impl Options {
             concurrency: 64,
             memory_clients: 1000,
             types: None,
+            binary: Daemon::release_binary(),
         };
         for (flag, value) in flag_pairs(args)? {
             match flag.as_str() {
@@ -105,6 +108,7 @@ impl Options {
                 "--concurrency" => o.concurrency = positive(&flag, &value)?,
                 "--memory-clients" => o.memory_clients = positive(&flag, &value)?,
                 "--types" => o.types = Some(value),
+                "--binary" => o.binary = std::path::PathBuf::from(value),
                 other => return Err(format!("unknown option `{other}`")),
             }
         }
@@ -161,7 +165,7 @@ async fn run(options: Options) {
 // Scenarios
 
 async fn latency(options: &Options) {
-    let daemon = Daemon::start(&Daemon::release_binary(), bench_config);
+    let daemon = Daemon::start(&options.binary, bench_config);
     let total = options.rate * (options.warmup + options.duration).as_secs();
     let measured_from = options.rate * options.warmup.as_secs();
     println!(
@@ -222,7 +226,7 @@ async fn throughput(options: &Options) {
     );
     let mut rates = Vec::new();
     for clients in [0, options.clients] {
-        let daemon = Daemon::start(&Daemon::release_binary(), bench_config);
+        let daemon = Daemon::start(&options.binary, bench_config);
         let streams = connect_streams(daemon.addr, clients, &options.stream_path(), None).await;
         let cpu = Cpu::start(daemon.pid());
         let (rate, p50, p99) = closed_loop(daemon.addr, options.concurrency, options.warmup, options.duration).await;
@@ -242,7 +246,7 @@ async fn throughput(options: &Options) {
 }
 
 async fn memory(options: &Options) {
-    let daemon = Daemon::start(&Daemon::release_binary(), bench_config);
+    let daemon = Daemon::start(&options.binary, bench_config);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_mib(&daemon);
     println!("\nMemory: {} streams; daemon RSS idle {}", options.memory_clients, rss(&daemon));

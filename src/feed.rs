@@ -12,6 +12,7 @@
 //! what they need when they run.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -206,7 +207,14 @@ pub struct FeedHub {
     inner: RwLock<Ring>,
     newest: watch::Sender<u64>,
     capacity: usize,
+    /// Whether ingest is the bottleneck just now (see [`FeedHub::ingest_load`]).
+    ingest_busy: AtomicBool,
 }
+
+/// A flush that carries at least this many writes (webhooks, status changes) means that writes
+/// arrive faster than the store makes them durable one flush at a time: ingest is saturated.
+/// At 2,000 webhooks a second and a few milliseconds per flush a group holds about ten.
+pub const BUSY_FLUSH_WRITES: usize = 8;
 
 struct Ring {
     /// Contiguous events, oldest first; the last one has `seq == newest`.
@@ -223,7 +231,20 @@ impl FeedHub {
             inner: RwLock::new(Ring { events: VecDeque::new(), newest: 0 }),
             newest,
             capacity: capacity.max(1),
+            ingest_busy: AtomicBool::new(false),
         })
+    }
+
+    /// The conversation actor started a flush of `writes` writes. Readers that can wait (the
+    /// streams) read less often while ingest is saturated, so that their writes to clients take
+    /// less of the CPU that ingest needs.
+    pub fn ingest_load(&self, writes: usize) {
+        self.ingest_busy.store(writes >= BUSY_FLUSH_WRITES, Ordering::Relaxed);
+    }
+
+    /// Whether the latest flush said ingest is saturated.
+    pub fn ingest_busy(&self) -> bool {
+        self.ingest_busy.load(Ordering::Relaxed)
     }
 
     /// The store was opened (at start, or again after an outage or a checkpoint) and its newest
@@ -396,6 +417,16 @@ mod tests {
         assert_eq!(hub.count_matching(1, &everything), None, "2 is only in the store");
         let none = EventFilter { types: vec![EventType::ChannelStatus], ..EventFilter::default() };
         assert_eq!(hub.count_matching(2, &none), Some(0));
+    }
+
+    #[test]
+    fn ingest_is_busy_while_flushes_carry_large_groups() {
+        let hub = FeedHub::new(4);
+        assert!(!hub.ingest_busy());
+        hub.ingest_load(BUSY_FLUSH_WRITES);
+        assert!(hub.ingest_busy());
+        hub.ingest_load(3);
+        assert!(!hub.ingest_busy(), "one quieter flush ends it");
     }
 
     #[test]

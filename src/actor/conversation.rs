@@ -336,6 +336,7 @@ impl ConversationState {
         let Some(store) = self.writable().cloned() else { return };
         self.flushing = true;
         self.in_flight = std::mem::take(&mut self.waiting);
+        self.feed.ingest_load(self.in_flight.len());
         self.flushing_events = store.take_committed_events();
         let me = myself.clone();
         tokio::spawn(async move {

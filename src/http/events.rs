@@ -38,6 +38,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// per publish (fewer system calls in the daemon and in the client), whatever its filter; an
 /// event after a quiet spell goes at once. It bounds the delay it adds.
 const READ_INTERVAL: Duration = Duration::from_millis(4);
+/// The same while ingest is saturated (`FeedHub::ingest_busy`): a stream's wake-up and write cost
+/// the daemon about as much as its bytes, and ingest needs the CPU. Webhooks then wait longer
+/// than this for their own acknowledgement, so the feed still follows them closely.
+const BUSY_READ_INTERVAL: Duration = Duration::from_millis(16);
 /// Events read per step (from the hub or one store page).
 const READ_BATCH: usize = 256;
 /// Chunks a stream may have written that its client has not read yet.
@@ -369,7 +373,7 @@ async fn follow(
                     return;
                 }
                 // Under load, what was published during the pause is read and sent at once.
-                let due = last_read + READ_INTERVAL;
+                let due = last_read + if hub.ingest_busy() { BUSY_READ_INTERVAL } else { READ_INTERVAL };
                 if tokio::time::Instant::now() < due {
                     tokio::select! {
                         () = tokio::time::sleep_until(due) => {}
@@ -391,36 +395,37 @@ async fn follow(
 }
 
 /// What a stream writes next: one event's shared frame as it is, or several copied into one
-/// buffer (one write for the client instead of many).
+/// buffer of exactly their size (one write for the client instead of many).
 #[derive(Default)]
 struct Chunk {
-    first: Option<Bytes>,
-    joined: BytesMut,
+    frames: Vec<Bytes>,
+    bytes: usize,
 }
 
 impl Chunk {
     fn push(&mut self, frame: Bytes) {
-        match self.first.take() {
-            None if self.joined.is_empty() => self.first = Some(frame),
-            None => self.joined.extend_from_slice(&frame),
-            Some(first) => {
-                self.joined.reserve(first.len() + frame.len());
-                self.joined.extend_from_slice(&first);
-                self.joined.extend_from_slice(&frame);
-            }
-        }
+        self.bytes += frame.len();
+        self.frames.push(frame);
     }
 
     fn len(&self) -> usize {
-        self.first.as_ref().map_or(self.joined.len(), Bytes::len)
+        self.bytes
     }
 
     fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.bytes == 0
     }
 
     fn take(&mut self) -> Bytes {
-        self.first.take().unwrap_or_else(|| self.joined.split().freeze())
+        self.bytes = 0;
+        if self.frames.len() == 1 {
+            return self.frames.pop().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(self.frames.iter().map(Bytes::len).sum());
+        for frame in self.frames.drain(..) {
+            joined.extend_from_slice(&frame);
+        }
+        joined.freeze()
     }
 }
 
@@ -523,6 +528,23 @@ mod tests {
         }
         // (The timer's millisecond rounding may put it in the 16th second.)
         assert!(matches!(first_heartbeat, Some(15 | 16)), "first heartbeat after {first_heartbeat:?} s");
+    }
+
+    #[test]
+    fn a_chunk_is_one_frame_as_it_is_or_several_joined_in_order() {
+        let mut chunk = Chunk::default();
+        assert!(chunk.is_empty());
+        let one = Bytes::from_static(b"id: 1\n\n");
+        chunk.push(one.clone());
+        let taken = chunk.take();
+        assert_eq!(taken.as_ptr(), one.as_ptr(), "a single frame is not copied");
+        assert!(chunk.is_empty());
+        chunk.push(Bytes::from_static(b"a"));
+        chunk.push(Bytes::from_static(b"bc"));
+        chunk.push(Bytes::from_static(b"def"));
+        assert_eq!(chunk.len(), 6);
+        assert_eq!(chunk.take(), Bytes::from_static(b"abcdef"));
+        assert!(chunk.is_empty() && chunk.take().is_empty());
     }
 
     #[test]
