@@ -417,11 +417,11 @@ impl Chunk {
     }
 
     fn take(&mut self) -> Bytes {
-        self.bytes = 0;
+        let size = std::mem::take(&mut self.bytes);
         if self.frames.len() == 1 {
             return self.frames.pop().unwrap_or_default();
         }
-        let mut joined = BytesMut::with_capacity(self.frames.iter().map(Bytes::len).sum());
+        let mut joined = BytesMut::with_capacity(size);
         for frame in self.frames.drain(..) {
             joined.extend_from_slice(&frame);
         }
